@@ -1,0 +1,117 @@
+"""The training state (model + MI-loss params, Adam state, EMA weights, step), its optimizer and checkpoint policy.
+
+The state is a plain dict of pure-dict pytrees so that orbax checkpoints read as nested dicts and
+`checkpoint.load_model` can restore only `ema` (or `params`) from a training checkpoint:
+
+  {'step': int32 (), 'params': model Params, 'mi_params': MaskedMILoss Params,
+   'opt_state': optax state of {'model', 'mi'}, 'ema': model Params, 'bad_step': int32 ()}
+
+`bad_step` is -1 while every loss and gradient was finite, else the first step that was not; once set the step
+leaves the state untouched, so the last good weights are what a checkpoint or an error report sees.
+"""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+import optax
+import orbax.checkpoint as ocp
+
+State = dict[str, Any]
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Multi-step decay: `learning_rate * lr_multipliers[i]` after `lr_milestones[i] * num_train_steps` steps.
+
+  Milestones are fractions of the run so the same schedule shape holds for a 300-step demo and a 500k-step run.
+  """
+  milestones, multipliers = tuple(config.lr_milestones), tuple(config.lr_multipliers)
+  if len(milestones) != len(multipliers):
+    raise ValueError(f'config.lr_milestones {milestones} and config.lr_multipliers {multipliers} differ in length.')
+  if not milestones:
+    return optax.constant_schedule(config.learning_rate)
+  boundaries = [int(round(m * config.num_train_steps)) for m in milestones]
+  values = [config.learning_rate] + [config.learning_rate * m for m in multipliers]
+  return optax.join_schedules([optax.constant_schedule(v) for v in values], boundaries)
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (β 0.9/0.999, no weight decay, as KAIR/SwinFusion), optional global-norm clipping first."""
+  adam = optax.adam(learning_rate_schedule(config), b1=config.adam_b1, b2=config.adam_b2)
+  if config.grad_clip_norm:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return adam
+
+
+def build_modules(config: ml_collections.ConfigDict, seed: int) -> tuple[nnx.Module, nnx.Module]:
+  """The MGDN of `config.model` and its masked-MI loss module (whose 1x1 projections and mask net train too)."""
+  from mgdn_jax import losses  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  m = config.model
+  model = model_lib.MGDN(m, rngs=nnx.Rngs(seed))
+  mi = losses.MaskedMILoss(
+      channels=m.embed_dim, num_stages=len(m.depths),
+      pairs=losses.mi_pairs(m.guidance, m.num_streams, m.reference_stream), num_streams=m.num_streams,
+      num_bins=config.mi_bins, mask_hidden=config.mi_mask_hidden, max_samples=config.mi_max_samples,
+      rngs=nnx.Rngs(seed + 1))
+  return model, mi
+
+
+def graphdefs(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  """Static graph definitions of (model, MI loss); `nnx.merge(gd, params)` rebuilds each inside jit."""
+  model, mi = nnx.eval_shape(lambda: build_modules(config, config.seed))
+  gd_model, _, rest_m = nnx.split(model, nnx.Param, ...)
+  gd_mi, _, rest_mi = nnx.split(mi, nnx.Param, ...)
+  if jax.tree.leaves(rest_m) or jax.tree.leaves(rest_mi):
+    raise ValueError('MGDN or MaskedMILoss holds non-Param state; the training state stores Params only.')
+  return gd_model, gd_mi
+
+
+def init_fn(config: ml_collections.ConfigDict,
+            tx: optax.GradientTransformation) -> Callable[[], State]:
+  """A function creating the initial state (to run under `jax.jit(..., out_shardings=...)`)."""
+
+  def init() -> State:
+    model, mi = build_modules(config, config.seed)
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    mi_params = nnx.state(mi, nnx.Param).to_pure_dict()
+    return {
+        'step': jnp.zeros((), jnp.int32),
+        'params': params,
+        'mi_params': mi_params,
+        'opt_state': tx.init({'model': params, 'mi': mi_params}),
+        'ema': jax.tree.map(jnp.copy, params),  # KAIR: E starts as a copy of G
+        'bad_step': jnp.full((), -1, jnp.int32),
+    }
+
+  return init
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+  """E ← d·E + (1−d)·G after every step (parameters only), as KAIR's `update_E`."""
+  return jax.tree.map(lambda e, p: decay * e + (1. - decay) * p, ema, params)
+
+
+def manager_options(config: ml_collections.ConfigDict, read_only: bool = False) -> ocp.CheckpointManagerOptions:
+  """Save every `checkpoint_every_steps` and on preemption; keep the latest N and the best by the eval metric."""
+  sign = 1. if config.best_metric_mode == 'max' else -1.
+  metric = config.best_metric
+
+  def score(metrics):  # larger is better for orbax's best_fn and BestN
+    return sign * float(metrics[metric])
+
+  policies = ocp.checkpoint_managers
+  return ocp.CheckpointManagerOptions(
+      save_decision_policy=policies.AnySavePolicy([
+          policies.FixedIntervalPolicy(config.checkpoint_every_steps),
+          policies.PreemptionCheckpointingPolicy(),
+      ]),
+      preservation_policy=policies.AnyPreservationPolicy([
+          policies.LatestN(n=config.keep_checkpoints),
+          policies.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False),
+      ]),
+      best_fn=score, best_mode='max',
+      enable_async_checkpointing=config.async_checkpointing,
+      read_only=read_only, create=not read_only)
