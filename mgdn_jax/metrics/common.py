@@ -31,9 +31,15 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
 
 
 def quantize_uint8(x: np.ndarray) -> np.ndarray:
-  """Float image in [0, 1] -> uint8 as the official inference scripts do: clamp, x255, round half to even."""
-  x = np.asarray(x, dtype=np.float64)
-  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+  """Float image in [0, 1] -> uint8 as the official inference scripts do: clamp, x255, round half to even.
+
+  The arithmetic stays in the input's float precision (the official code multiplies a float32 array), so a
+  float32 network output quantises to exactly the official uint8 image.
+  """
+  x = np.asarray(x)
+  if not np.issubdtype(x.dtype, np.floating):
+    raise TypeError(f'quantize_uint8 needs a float image in [0, 1], got dtype {x.dtype}')
+  return np.round(np.clip(x, 0, 1) * x.dtype.type(255)).astype(np.uint8)
 
 
 def check_uint8(image: np.ndarray, name: str) -> None:

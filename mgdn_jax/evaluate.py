@@ -1,0 +1,346 @@
+"""Evaluates a checkpoint, or other methods' fused images, with the paper's metrics; writes tables and images.
+
+  # MGDN checkpoint on a prepared test set (tfds builders of data_pipelines: lytro, mffw, mefb, kalantari, …):
+  python -m mgdn_jax.evaluate --task=mff --checkpoint=DIR --dataset=lytro --manual_dir=../shared/data
+  # Another method's results (file names = scene names), sources from a folder (A/ + B/, or MEFB layout):
+  python -m mgdn_jax.evaluate --task=mff --fused_dir=U2Fusion=results/u2f --sources_dir=../shared/data/lytro
+  # Both at once, plus the plain-average baseline (and OpenCV Mertens for MEF when cv2 is installed):
+  python -m mgdn_jax.evaluate --task=mef --checkpoint=DIR --dataset=mefb --fused_dir=OTHER --baselines=average
+
+Outputs in --output_dir: table.md (means, also printed), results.csv and results.json (per image and mean) and
+the fused images (<method>/<scene>.png; HDR as mu-law tonemapped PNG, GDSR as 16-bit PNG of the normalised
+depth).  MEF/MFF metrics are computed on exact uint8 outputs (clamp, x255, round: the official quantisation);
+MFF is reported both per channel ('rgb') and on rgb2gray ('gray'), since the paper does not say which it used.
+"""
+import argparse
+import dataclasses
+import itertools
+import logging
+import pathlib
+import sys
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+import tqdm
+
+from mgdn_jax import metrics
+from mgdn_jax.metrics import folders
+from mgdn_jax.metrics import report
+
+TASKS = ('mef', 'mff', 'hdr', 'gdsr')
+FUSION_TASKS = ('mef', 'mff')
+BASELINES = ('average', 'mertens')
+# The official protocols: MEF/MFF scripts pad to the next multiple of 8 (edge-repeating flip); the HDR validation
+# runs 500x500 tiles without overlap; GDSR feeds the whole image (the model pads to its window itself).
+DEFAULT_PADDING = {'mef': 'official', 'mff': 'official', 'hdr': 'reflect', 'gdsr': 'reflect'}
+DEFAULT_TILE = {'hdr': 500}
+NYU_CROP = 6
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Scene:
+  """One test example: model inputs, uint8 sources (MEF/MFF) and the ground truth when there is one."""
+  name: str
+  streams: list            # K float32 (H, W, C_k) model inputs
+  sources: list | None     # MEF/MFF: the K uint8 (H, W, 3) source images
+  target: np.ndarray | None = None
+  depth_range: tuple | None = None
+
+
+def dataset_spec(dataset: str) -> str:
+  """'lytro' -> 'lytro:test'; 'mgdn_demo/mef:test' unchanged."""
+  return dataset if ':' in dataset else f'{dataset}:test'
+
+
+def default_modes(task: str) -> tuple[str, ...]:
+  return {'mff': ('rgb', 'gray'), 'mef': ('rgb',)}.get(task, ('-',))
+
+
+def _data_config(task: str, config=None, manual_dir=None, data_dir=None, gdsr_scale=None):
+  """The config fields `input_pipeline.create_eval_iter` reads (a checkpoint's own config when there is one)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cfg = ml_collections.ConfigDict(config.to_dict()) if config is not None else ml_collections.ConfigDict()
+  cfg.task = task
+  if 'data' not in cfg:
+    cfg.data = ml_collections.ConfigDict()
+  if manual_dir is not None or 'manual_dir' not in cfg.data:
+    cfg.data.manual_dir = None if manual_dir is None else str(manual_dir)
+  if data_dir is not None or 'data_dir' not in cfg.data:
+    cfg.data.data_dir = None if data_dir is None else str(data_dir)
+  if gdsr_scale is not None or 'gdsr_scale' not in cfg.data:
+    cfg.data.gdsr_scale = int(gdsr_scale or 4)
+  return cfg
+
+
+def dataset_scenes(task: str, spec: str, config=None, manual_dir=None, data_dir=None,
+                   gdsr_scale=None) -> Iterator[Scene]:
+  """Scenes of a tfds test set through `data_pipelines.input_pipeline.create_eval_iter`."""
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+  cfg = _data_config(task, config, manual_dir, data_dir, gdsr_scale)
+  for ex in input_pipeline.create_eval_iter(cfg, spec):
+    keys = sorted((k for k in ex if k.startswith('stream_')), key=lambda k: int(k.split('_')[1]))
+    streams = [np.asarray(ex[k][0], np.float32) for k in keys]
+    name = ex['name'][0]
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    # The pipelines feed uint8 / 255, so x255 and rounding recovers the stored uint8 sources exactly.
+    sources = [metrics.quantize_uint8(s) for s in streams] if task in FUSION_TASKS else None
+    target = np.asarray(ex['target'][0], np.float32) if 'target' in ex else None
+    depth_range = (float(ex['depth_min'][0]), float(ex['depth_max'][0])) if 'depth_min' in ex else None
+    yield Scene(name, streams, sources, target, depth_range)
+
+
+def folder_scenes(sources_dir) -> Iterator[Scene]:
+  """MEF/MFF scenes from a folder of source pairs (see `metrics.folders`); inputs as the official uint8 / 255."""
+  for name, sources in folders.source_scenes(sources_dir):
+    streams = [(s.astype(np.float64) / 255.0).astype(np.float32) for s in sources]
+    yield Scene(name, streams, sources)
+
+
+def _import_cv2():
+  try:
+    import cv2  # pylint: disable=g-import-not-at-top
+    return cv2
+  except ImportError:
+    return None
+
+
+def baseline(kind: str, sources: Sequence[np.ndarray]) -> np.ndarray:
+  """uint8 (H, W, 3) result of a classical baseline: 'average' of the sources, or OpenCV 'mertens' (MEF)."""
+  if kind == 'average':
+    return metrics.quantize_uint8(np.mean([s.astype(np.float64) for s in sources], axis=0) / 255.0)
+  if kind == 'mertens':
+    cv2 = _import_cv2()
+    if cv2 is None:
+      raise ImportError('baseline mertens needs OpenCV (pip install opencv-python-headless)')
+    fused = cv2.createMergeMertens().process([np.ascontiguousarray(s[..., ::-1]) for s in sources])
+    return metrics.quantize_uint8(np.asarray(fused, np.float32)[..., ::-1])
+  raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
+
+
+def _safe(name: str) -> str:
+  return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
+
+
+def _save(path: pathlib.Path, task: str, image: np.ndarray) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  if task == 'hdr':
+    image = metrics.quantize_uint8(metrics.mu_tonemap(np.clip(image, 0, 1)))
+  elif task == 'gdsr':
+    image = np.round(np.clip(image[..., 0], 0, 1) * 65535.0).astype(np.uint16)
+  Image.fromarray(image).save(path)
+
+
+def _score(results: report.Results, task: str, method: str, scene: Scene, output, modes, crop: int) -> None:
+  """Adds the rows of one method's output on one scene (output: uint8 for MEF/MFF, float (H, W, C) otherwise)."""
+  if task in FUSION_TASKS:
+    extra = {}
+    if scene.target is not None:
+      pred = output.astype(np.float32) / np.float32(255)
+      extra = {'PSNR_gt': metrics.psnr(pred, scene.target), 'SSIM_gt': metrics.ssim(pred, scene.target)}
+    for mode in modes:
+      values = metrics.evaluate_fusion(scene.sources, output, task, gray=(mode == 'gray'))
+      results.add(method, mode, scene.name, {**values, **extra})
+  elif task == 'hdr':
+    if scene.target is None:
+      raise ValueError(f'scene {scene.name}: HDR evaluation needs a ground truth')
+    results.add(method, '-', scene.name, metrics.hdr_metrics(np.clip(output, 0, 1), scene.target))
+  else:
+    if scene.target is None or scene.depth_range is None:
+      raise ValueError(f'scene {scene.name}: GDSR evaluation needs the target depth and its depth_min/max')
+    rmse = metrics.gdsr_rmse_cm(output, scene.target, *scene.depth_range, crop=crop)
+    results.add(method, '-', scene.name, {'rmse_cm': rmse})
+
+
+def _parse_fused_dirs(fused_dirs) -> list[tuple[str, folders.FusedFolder]]:
+  """'NAME=DIR' or 'DIR' (the method is then named after the folder)."""
+  out = []
+  for spec in fused_dirs or ():
+    name, _, folder = str(spec).rpartition('=')
+    out.append((name or pathlib.Path(folder).name, folders.FusedFolder(folder)))
+  return out
+
+
+def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_dir=None, model=None,
+                   method_name: str = 'MGDN', fused_dirs=(), baselines=(), modes=None, padding=None, tile=None,
+                   crop: int | None = None, save_images: bool = True, max_examples: int | None = None,
+                   progress: bool = True, meta: dict | None = None, echo: bool = True) -> report.Results:
+  """Scores the model (if given), each fused folder and each baseline on every scene; writes the report files."""
+  if task not in TASKS:
+    raise ValueError(f'unknown task {task!r}: expected one of {TASKS}')
+  if model is None and not fused_dirs and not baselines:
+    raise ValueError('nothing to evaluate: give a checkpoint, --fused_dir or --baselines')
+  if task not in FUSION_TASKS and (fused_dirs or baselines):
+    raise ValueError(f'--fused_dir and --baselines are for the fusion tasks {FUSION_TASKS}, not {task!r}')
+  for kind in baselines:
+    if kind not in BASELINES:
+      raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
+  if 'mertens' in baselines and _import_cv2() is None:
+    log.warning('OpenCV is not installed: skipping the mertens baseline')
+    baselines = tuple(b for b in baselines if b != 'mertens')
+  modes = tuple(modes or default_modes(task))
+  padding = padding or DEFAULT_PADDING[task]
+  tile = DEFAULT_TILE.get(task) if tile is None else (tile or None)
+  crop = (NYU_CROP if dataset.startswith('nyu') else 0) if crop is None else crop
+  fused_folders = _parse_fused_dirs(fused_dirs)
+  out_dir = pathlib.Path(output_dir) if output_dir is not None else None
+  results = report.Results(task, dataset, {**(meta or {}), 'padding': padding, 'tile': tile, 'crop': crop})
+  if max_examples:
+    scenes = itertools.islice(scenes, max_examples)
+  for scene in tqdm.tqdm(scenes, desc=f'{task} {dataset}', unit='image', disable=not progress):
+    outputs = []
+    if model is not None:
+      from mgdn_jax import inference  # pylint: disable=g-import-not-at-top
+      pred = inference.fuse(model, scene.streams, padding=padding, tile=tile, overlap=0 if tile else 32)
+      outputs.append((method_name, metrics.quantize_uint8(pred) if task in FUSION_TASKS else pred, True))
+    for name, folder in fused_folders:
+      outputs.append((name, folder.read(scene.name, scene.sources[0].shape), False))
+    for kind in baselines:
+      outputs.append((kind, baseline(kind, scene.sources), True))
+    for name, output, is_new in outputs:
+      _score(results, task, name, scene, output, modes, crop)
+      if save_images and is_new and out_dir is not None:
+        _save(out_dir / _safe(name) / f'{_safe(scene.name)}.png', task, output)
+  if not results.rows:
+    raise ValueError(f'{dataset}: no scenes to evaluate')
+  for name, folder in fused_folders:
+    if folder.unused():
+      log.warning('%s: %d fused images match no scene: %s', name, len(folder.unused()),
+                  ', '.join(folder.unused()[:5]))
+  if out_dir is not None:
+    results.write(out_dir)
+  if echo:
+    print(results.markdown(), flush=True)
+  return results
+
+
+def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_dir=None, model=None, config=None,
+                        step: int | None = None, manual_dir=None, data_dir=None, fused_dirs=(), baselines=(),
+                        modes=None, padding: str | None = None, tile: int | None = None,
+                        save_images: bool = True, max_examples: int | None = None,
+                        progress: bool = True) -> dict[str, dict]:
+  """Evaluates a checkpoint (or an already loaded `model` + `config`) on one or all of its test sets.
+
+  Args:
+    checkpoint: exported model dir or training workdir (`checkpoint.load_model`); ignored when `model` is given.
+    dataset: 'name[:split]' (split defaults to test); None = every entry of config.data.eval_datasets.
+    output_dir: report and image folder (one sub-folder per dataset when several); None = write nothing.
+    model, config: a loaded model and its full config instead of `checkpoint`.
+    step: workdir only: evaluate this step instead of the best / latest.
+    manual_dir, data_dir: override config.data.manual_dir / data_dir for preparing and reading the datasets.
+    fused_dirs, baselines: extra rows (MEF/MFF): other methods' folders ('NAME=DIR') and 'average' / 'mertens'.
+    modes: ('rgb', 'gray') subsets for MEF/MFF (default: rgb for MEF, both for MFF).
+    padding, tile: inference protocol (default: the official one per task, see DEFAULT_PADDING / DEFAULT_TILE).
+    save_images, max_examples, progress: write the outputs; evaluate only the first N images; tqdm bar.
+  Returns:
+    {dataset spec: {'<method>/<mode>': {metric: mean, 'images': n}}}.
+  """
+  if model is None:
+    if checkpoint is None:
+      raise ValueError('evaluate_checkpoint needs a checkpoint directory or a loaded model and config')
+    from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+    model, config = checkpoint_lib.load_model(str(checkpoint), step=step)
+  if config is None:
+    raise ValueError('evaluate_checkpoint: a model was given without its config')
+  task = config.task
+  specs = [dataset_spec(dataset)] if dataset else list(config.data.eval_datasets)
+  if not specs:
+    raise ValueError('no dataset given and config.data.eval_datasets is empty')
+  summaries = {}
+  for spec in specs:
+    name = spec.split(':')[0]
+    out = None
+    if output_dir is not None:
+      out = pathlib.Path(output_dir) / _safe(name) if len(specs) > 1 else pathlib.Path(output_dir)
+    scenes = dataset_scenes(task, spec, config, manual_dir, data_dir)
+    results = run_evaluation(task, scenes, dataset=name, output_dir=out, model=model, fused_dirs=fused_dirs,
+                             baselines=baselines, modes=modes, padding=padding, tile=tile,
+                             save_images=save_images, max_examples=max_examples, progress=progress,
+                             meta={'checkpoint': None if checkpoint is None else str(checkpoint), 'step': step})
+    summaries[spec] = results.summary()
+  return summaries
+
+
+def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, sources_dir=None, output_dir=None,
+                        manual_dir=None, data_dir=None, baselines=(), modes=None, max_examples=None,
+                        progress: bool = True) -> dict:
+  """Scores other methods' fused images (MEF/MFF) against sources from a tfds test set or a folder."""
+  if task not in FUSION_TASKS:
+    raise ValueError(f'--fused_dir scores the fusion tasks {FUSION_TASKS}, not {task!r}')
+  if (dataset is None) == (sources_dir is None):
+    raise ValueError('give exactly one of --dataset and --sources_dir for the source images')
+  if dataset is not None:
+    spec = dataset_spec(dataset)
+    name, scenes = spec.split(':')[0], dataset_scenes(task, spec, None, manual_dir, data_dir)
+  else:
+    name, scenes = pathlib.Path(sources_dir).name, folder_scenes(sources_dir)
+  results = run_evaluation(task, scenes, dataset=name, output_dir=output_dir, fused_dirs=fused_dirs,
+                           baselines=baselines, modes=modes, max_examples=max_examples, progress=progress)
+  return results.summary()
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog='python -m mgdn_jax.evaluate', description=__doc__.splitlines()[0])
+  p.add_argument('--task', choices=TASKS, help='default: the checkpoint config\'s task (required otherwise)')
+  p.add_argument('--checkpoint', help='exported model dir or training workdir')
+  p.add_argument('--step', type=int, help='workdir only: this checkpoint step instead of the best / latest')
+  p.add_argument('--dataset', help='tfds test set name[/config][:split] (default split test), e.g. lytro, mefb')
+  p.add_argument('--sources_dir', help='MEF/MFF source folder (A/ + B/, under/ + over/, or <scene>/*_A.*, *_B.*)')
+  p.add_argument('--fused_dir', action='append', default=[], help='NAME=DIR or DIR of fused images named after '
+                 'the scenes (repeatable)')
+  p.add_argument('--baselines', default='', help='comma list of average,mertens (MEF/MFF)')
+  p.add_argument('--modes', default='', help='comma list of rgb,gray (MEF/MFF; default rgb for MEF, both for MFF)')
+  p.add_argument('--output_dir', default=None, help='default: eval_results/<dataset>')
+  p.add_argument('--manual_dir', help='root holding the raw datasets (e.g. ../shared/data) for preparing them')
+  p.add_argument('--data_dir', help='tfds data_dir')
+  p.add_argument('--padding', choices=('official', 'reflect', 'none'), help='default: the official one per task')
+  p.add_argument('--tile', type=int, help='tile size (0 = whole image; default 500 for HDR, else whole image)')
+  p.add_argument('--max_examples', type=int, help='evaluate only the first N scenes')
+  p.add_argument('--no_images', action='store_true', help='do not save the output images')
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+  args = _parser().parse_args(argv)
+  split = lambda s: tuple(x for x in s.split(',') if x)  # noqa: E731
+  try:
+    if args.checkpoint:
+      from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+      model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step)
+      if args.task and args.task != config.task:
+        raise ValueError(f'--task={args.task} but the checkpoint {args.checkpoint} is a {config.task} model')
+      if args.sources_dir:
+        scenes = folder_scenes(args.sources_dir)
+        name = pathlib.Path(args.sources_dir).name
+        run_evaluation(config.task, scenes, dataset=name, model=model, fused_dirs=args.fused_dir,
+                       baselines=split(args.baselines), modes=split(args.modes), padding=args.padding,
+                       tile=args.tile, save_images=not args.no_images, max_examples=args.max_examples,
+                       output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name))
+      else:
+        out = args.output_dir or pathlib.Path('eval_results') / _safe((args.dataset or config.task).split(':')[0])
+        evaluate_checkpoint(args.checkpoint, dataset=args.dataset, output_dir=out, model=model, config=config,
+                            step=args.step, manual_dir=args.manual_dir, data_dir=args.data_dir,
+                            fused_dirs=args.fused_dir, baselines=split(args.baselines), modes=split(args.modes),
+                            padding=args.padding, tile=args.tile, save_images=not args.no_images,
+                            max_examples=args.max_examples)
+    else:
+      if not args.task:
+        raise ValueError('--task is required without --checkpoint')
+      if not args.fused_dir and not args.baselines:
+        raise ValueError('give --checkpoint, --fused_dir or --baselines')
+      name = args.dataset or pathlib.Path(args.sources_dir or 'sources').name
+      evaluate_fused_dirs(args.task, args.fused_dir, dataset=args.dataset, sources_dir=args.sources_dir,
+                          output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name.split(':')[0]),
+                          manual_dir=args.manual_dir, data_dir=args.data_dir, baselines=split(args.baselines),
+                          modes=split(args.modes), max_examples=args.max_examples)
+  except (ValueError, FileNotFoundError, ImportError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
