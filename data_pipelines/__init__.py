@@ -6,3 +6,4 @@ from data_pipelines import mgdn_demo  # noqa: F401
 from data_pipelines import lytro  # noqa: F401
 from data_pipelines import mefb  # noqa: F401
 from data_pipelines import mffw  # noqa: F401
+from data_pipelines import nyu_gdsr  # noqa: F401

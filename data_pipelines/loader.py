@@ -53,6 +53,8 @@ def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuild
     folder = _manual_folder(base, manual_dir)
     if not folder.is_dir():
       raise common.DataError(f'dataset {name}: manual_dir {folder} does not exist ({_how(name)})')
+    if not any(folder.iterdir()):
+      raise common.DataError(f'dataset {name}: manual_dir {folder} is empty ({_how(name)})')
     download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(folder))
   dataset_dir = pathlib.Path(builder.data_dir_root) / base
   downloads_dir = pathlib.Path(builder.data_dir_root) / 'downloads'
