@@ -1,0 +1,163 @@
+"""Round trips of every file format the fuse command reads or writes, and the one-line read/write errors."""
+import os
+
+import numpy as np
+from PIL import Image
+import pytest
+import tifffile
+
+from mgdn_jax import image_io
+from mgdn_jax.image_io import InputError
+
+
+@pytest.fixture
+def rng():
+  return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+@pytest.mark.parametrize('shape', [(7, 9, 3), (7, 9), (5, 6, 4)])
+def test_16bit_round_trip_is_exact(tmp_path, rng, suffix, shape):
+  ints = rng.integers(0, 65536, shape).astype(np.uint16)
+  path = tmp_path / f'x{suffix}'
+  image_io.write_image(path, ints / 65535., bits=16)
+  np.testing.assert_array_equal(image_io.read_array(path), ints)
+  img, bits = image_io.read_image(path, channels=None)
+  assert bits == 16 and img.dtype == np.float32
+  np.testing.assert_allclose(img.reshape(ints.shape), ints / 65535., atol=1e-7)
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_8bit_round_trip_is_exact(tmp_path, rng, suffix):
+  ints = rng.integers(0, 256, (6, 11, 3)).astype(np.uint8)
+  path = tmp_path / f'x{suffix}'
+  image_io.write_image(path, ints / 255., bits=8)
+  img, bits = image_io.read_image(path)
+  assert bits == 8
+  np.testing.assert_array_equal(image_io.quantize(img, 8), ints)
+
+
+def test_16bit_png_is_readable_by_pillow_as_16bit_grey(tmp_path, rng):
+  ints = rng.integers(0, 65536, (5, 8)).astype(np.uint16)
+  image_io.write_image(tmp_path / 'g.png', ints / 65535., bits=16)
+  with Image.open(tmp_path / 'g.png') as im:
+    np.testing.assert_array_equal(np.asarray(im).astype(np.uint16), ints)
+
+
+def test_jpeg_and_grey_to_rgb(tmp_path, rng):
+  grey = rng.integers(0, 256, (8, 8)).astype(np.uint8)
+  Image.fromarray(grey).save(tmp_path / 'g.jpg', quality=100)
+  img, bits = image_io.read_image(tmp_path / 'g.jpg')
+  assert img.shape == (8, 8, 3) and bits == 8
+  np.testing.assert_array_equal(img[..., 0], img[..., 2])
+  with pytest.raises(InputError, match='JPEG holds 8 bits only'):
+    image_io.write_image(tmp_path / 'x.jpg', img, bits=16)
+
+
+def test_quantize_rounds_half_to_even_and_clamps():
+  x = np.array([-0.1, 0.5 / 255, 1.5 / 255, 2.5 / 255, 1.2], np.float64)
+  np.testing.assert_array_equal(image_io.quantize(x, 8), [0, 0, 2, 2, 255])
+
+
+def test_hdr_round_trip_within_rgbe_precision(tmp_path, rng):
+  img = np.exp(rng.normal(0., 3., (6, 300, 3))).astype(np.float32)  # RLE path (8 ≤ width ≤ 32767)
+  img[0, 0] = 0.
+  img[1, 1] = (1e-3, 0., 5.)
+  image_io.write_hdr(tmp_path / 'x.hdr', img)
+  back = image_io.read_hdr(tmp_path / 'x.hdr')
+  # RGBE keeps 8 mantissa bits of the largest channel: error ≤ half a step = max channel / 256.
+  assert np.all(np.abs(back - img) <= img.max(-1, keepdims=True) / 256 + 1e-30)
+  assert np.all(back[0, 0] == 0)
+  narrow = img[:, :5]  # flat scanlines (width < 8)
+  image_io.write_hdr(tmp_path / 'y.hdr', narrow)
+  back = image_io.read_hdr(tmp_path / 'y.hdr')
+  assert np.all(np.abs(back - narrow) <= narrow.max(-1, keepdims=True) / 256 + 1e-30)
+
+
+def test_hdr_reader_follows_ward_convention(tmp_path):
+  """A hand-made flat file: (128, 64, 32, e=129) is (128.5, 64.5, 32.5) · 2^(129 − 136)."""
+  data = b'#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 2\n' + bytes([128, 64, 32, 129, 0, 0, 0, 0])
+  (tmp_path / 'h.hdr').write_bytes(data)
+  got = image_io.read_hdr(tmp_path / 'h.hdr')
+  np.testing.assert_allclose(got[0, 0], np.array([128.5, 64.5, 32.5]) / 128, rtol=1e-7)
+  np.testing.assert_array_equal(got[0, 1], 0)
+  header = (tmp_path / 'h.hdr').read_bytes()
+  image_io.write_hdr(tmp_path / 'w.hdr', got)
+  assert (tmp_path / 'w.hdr').read_bytes() == header  # encoder is the exact inverse on step centres
+
+
+def test_exr_needs_the_openexr_package(tmp_path):
+  try:
+    import OpenEXR  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    with pytest.raises(InputError, match='needs the OpenEXR package'):
+      image_io.write_radiance(tmp_path / 'x.exr', np.ones((4, 4, 3), np.float32))
+    assert not os.listdir(tmp_path)
+  else:
+    image_io.write_radiance(tmp_path / 'x.exr', np.ones((4, 4, 3), np.float32))
+    assert (tmp_path / 'x.exr').is_file()
+
+
+def test_depth_npy_round_trip(tmp_path, rng):
+  depth = rng.uniform(0.5, 8., (12, 16)).astype(np.float32)
+  image_io.write_depth(tmp_path / 'd.npy', depth)
+  np.testing.assert_array_equal(image_io.read_depth(tmp_path / 'd.npy'), depth)
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_depth_16bit_round_trip(tmp_path, rng, suffix):
+  units = rng.integers(0, 65536, (12, 16)).astype(np.uint16)
+  depth = units.astype(np.float32) / 5000.
+  image_io.write_depth(tmp_path / f'd{suffix}', depth, depth_scale=5000.)
+  np.testing.assert_array_equal(image_io.read_array(tmp_path / f'd{suffix}'), units)
+  np.testing.assert_allclose(image_io.read_depth(tmp_path / f'd{suffix}', depth_scale=5000.), depth, rtol=1e-6)
+
+
+def test_depth_16bit_written_by_others(tmp_path):
+  tifffile.imwrite(tmp_path / 'd.tif', np.full((3, 4), 1500, np.uint16))
+  np.testing.assert_allclose(image_io.read_depth(tmp_path / 'd.tif'), 1.5)  # default: millimetres
+
+
+def test_depth_errors(tmp_path):
+  with pytest.raises(InputError, match=r'exceeds 16 bits'):
+    image_io.write_depth(tmp_path / 'd.png', np.full((2, 2), 70., np.float32))
+  np.save(tmp_path / 'bad.npy', np.zeros((2, 3, 3), np.float32))
+  with pytest.raises(InputError, match=r'bad.npy: expected one channel'):
+    image_io.read_depth(tmp_path / 'bad.npy')
+  assert sorted(os.listdir(tmp_path)) == ['bad.npy']
+
+
+def test_unreadable_file_names_the_file(tmp_path):
+  (tmp_path / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\nnot really')
+  with pytest.raises(InputError, match=r'cannot read image .*broken.png'):
+    image_io.read_image(tmp_path / 'broken.png')
+  with pytest.raises(InputError, match=r'cannot read image .*missing.tif'):
+    image_io.read_image(tmp_path / 'missing.tif')
+  (tmp_path / 'x.hdr').write_bytes(b'P6 junk')
+  with pytest.raises(InputError, match=r'cannot read HDR image .*x.hdr: .*not a Radiance file'):
+    image_io.read_hdr(tmp_path / 'x.hdr')
+
+
+def test_exposure_file(tmp_path):
+  (tmp_path / 'exposure.txt').write_text('-2.0\n0\n2\n')
+  assert image_io.read_exposures(tmp_path / 'exposure.txt') == [-2., 0., 2.]
+  (tmp_path / 'bad.txt').write_text('0 two 4')
+  with pytest.raises(InputError, match='cannot read exposures from .*bad.txt'):
+    image_io.read_exposures(tmp_path / 'bad.txt')
+
+
+def test_unwritable_output_is_reported_before_writing(tmp_path):
+  with pytest.raises(InputError, match=r'cannot write output .*: folder .*nowhere does not exist'):
+    image_io.write_image(tmp_path / 'nowhere' / 'x.png', np.zeros((2, 2, 3)))
+  with pytest.raises(InputError, match='unsupported image format'):
+    image_io.write_image(tmp_path / 'x.bmp', np.zeros((2, 2, 3)))
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+  (tmp_path / 'keep.png').write_bytes(b'old')
+  with pytest.raises(RuntimeError):
+    with image_io.atomic_write(tmp_path / 'keep.png') as f:
+      f.write(b'half')
+      raise RuntimeError('disk full')
+  assert sorted(os.listdir(tmp_path)) == ['keep.png']
+  assert (tmp_path / 'keep.png').read_bytes() == b'old'  # the old file is not touched either
