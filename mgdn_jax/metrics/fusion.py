@@ -18,6 +18,8 @@ METRIC_KEYS = {
     'mef': ('CE', 'MEF_SSIM', 'Qcb', 'VIF'),
     'mff': ('Qabf', 'EN', 'PSNR_mefb', 'PSNR', 'SSIM'),
 }
+# Smallest image side each task's metrics accept: MEF-SSIM's 11x11 window at its third (1/4) scale, SSIM's 11x11.
+MIN_SIZE = {'mef': 41, 'mff': 11}
 # Direction of each metric for tables (True: higher is better).
 HIGHER_IS_BETTER = {'CE': False, 'MEF_SSIM': True, 'Qcb': True, 'VIF': True, 'Qabf': True, 'EN': True,
                     'PSNR_mefb': True, 'PSNR': True, 'SSIM': True}
@@ -59,6 +61,9 @@ def evaluate_fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
   if task not in TASKS:
     raise ValueError(f'unknown task {task!r}: evaluate_fusion supports {TASKS}')
   common.check_fusion_inputs(sources, fused)
+  if min(fused.shape[:2]) < MIN_SIZE[task]:
+    raise ValueError(f'{task} metrics need images of at least {MIN_SIZE[task]}x{MIN_SIZE[task]} pixels, got '
+                     f'{fused.shape[0]}x{fused.shape[1]}')
   a, b = sources
   if gray:
     a, b, fused = _to_gray(a), _to_gray(b), _to_gray(fused)
