@@ -7,3 +7,4 @@ from data_pipelines import lytro  # noqa: F401
 from data_pipelines import mefb  # noqa: F401
 from data_pipelines import mffw  # noqa: F401
 from data_pipelines import nyu_gdsr  # noqa: F401
+from data_pipelines import kalantari  # noqa: F401
