@@ -8,3 +8,5 @@ from data_pipelines import mefb  # noqa: F401
 from data_pipelines import mffw  # noqa: F401
 from data_pipelines import nyu_gdsr  # noqa: F401
 from data_pipelines import kalantari  # noqa: F401
+from data_pipelines import sice  # noqa: F401
+from data_pipelines import drpl_mff  # noqa: F401
