@@ -1,0 +1,59 @@
+"""Train or evaluate MGDN.
+
+  python main.py --config=configs/mef.py:demo --workdir=/tmp/mef_demo            # built-in demo data, CPU
+  python main.py --config=configs/mef.py --workdir=/tmp/mef --config.data.manual_dir=/data
+  python main.py --config=configs/gdsr.py:x8 --workdir=/tmp/gdsr8 --config.batch_size=16
+  python main.py --config=configs/mef.py --workdir=/tmp/mef --mode=eval           # best (else latest) checkpoint
+  python main.py ... --distributed     # multi-host: jax.distributed.initialize() (coordinator from the cluster env)
+
+A rerun with the same --workdir resumes from its latest checkpoint. Kept short on purpose: grain workers
+re-import this module, so only light imports live at the top.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', None, 'Training config file, e.g. configs/mef.py, configs/mef.py:demo, configs/gdsr.py:x8.',
+    lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard summaries and config.json.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'],
+                  'train: train with periodic evaluation (resumes from --workdir); eval: evaluate the best '
+                  '(else latest) checkpoint of --workdir.')
+flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (multi-host GPU/TPU jobs).')
+flags.DEFINE_bool('traceback', False, 'Show the full traceback of configuration/data errors.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+# Errors a user causes (bad config, missing dataset, incompatible workdir, divergence): one line, no traceback.
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  from mgdn_jax import train  # pylint: disable=g-import-not-at-top
+  logging.info('JAX process %d/%d, %d local / %d global devices (%s)', jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
+  try:
+    if FLAGS.mode == 'train':
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      train.evaluate_workdir(FLAGS.config, FLAGS.workdir)
+  except _USER_ERRORS as e:
+    if FLAGS.traceback:
+      raise
+    message = ' '.join(str(e).split())  # one line, whatever the raiser formatted
+    print(f'main.py: error: {type(e).__name__}: {message}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

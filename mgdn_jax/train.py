@@ -1,0 +1,300 @@
+"""MGDN training loop: `train_and_evaluate(config, workdir)` — jit + ('data',) mesh, orbax, grain, clu.
+
+One jitted, state-donating step on global arrays: the state (see train_state.py) is replicated, batches are split
+over 'data'. Checkpoints hold {state, grain iterator position}, so a restarted run (after a crash, SIGKILL or
+preemption) continues with exactly the batch it would have seen. Loss (paper eq. 6):
+  L = recon(I_o, GT) + mi_weight · Σ_stages Σ_pairs MaskMI(S_i, S_j),   recon = L1 (MEF, MFF, GDSR) | μ-law L1 (HDR).
+"""
+
+import functools
+import os
+import signal
+import time
+from typing import Any
+
+from absl import logging
+from clu import metrics as clu_metrics
+from clu import parameter_overview
+import flax
+from flax import nnx
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from mgdn_jax import checkpoint
+from mgdn_jax import sharding
+from mgdn_jax import train_eval
+from mgdn_jax import train_state
+
+TASKS = ('mef', 'mff', 'hdr', 'gdsr')
+# Fields whose change makes an existing checkpoint unusable (different state tree or different problem).
+_STRUCTURAL = ('task', 'model', 'mi_bins', 'mi_mask_hidden', 'grad_clip_norm')
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output('loss')
+  recon_loss: clu_metrics.Average.from_output('recon')
+  mi_loss: clu_metrics.Average.from_output('mi')
+  grad_norm: clu_metrics.Average.from_output('grad_norm')
+  learning_rate: clu_metrics.LastValue.from_output('learning_rate')
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """One-line errors for task-specific fields that config_flags cannot check."""
+  if config.task not in TASKS:
+    raise ValueError(f'config.task={config.task!r}: must be one of {TASKS}.')
+  if config.model.task != config.task:
+    raise ValueError(f'config.model.task={config.model.task!r} does not match config.task={config.task!r}.')
+  if config.recon_loss not in ('l1', 'mu_law_l1'):
+    raise ValueError(f"config.recon_loss={config.recon_loss!r}: must be 'l1' or 'mu_law_l1'.")
+  if config.best_metric_mode not in ('max', 'min'):
+    raise ValueError(f"config.best_metric_mode={config.best_metric_mode!r}: must be 'max' or 'min'.")
+  if config.task == 'gdsr' and config.data.gdsr_scale not in (4, 8, 16):
+    raise ValueError(f'config.data.gdsr_scale={config.data.gdsr_scale}: must be 4, 8 or 16.')
+  if config.task == 'gdsr' and config.patch_size % config.data.gdsr_scale:
+    raise ValueError(f'config.patch_size={config.patch_size} is not a multiple of the GDSR scale '
+                     f'{config.data.gdsr_scale}.')
+  if not config.data.eval_datasets:
+    raise ValueError('config.data.eval_datasets is empty: give at least one "name:split".')
+  names = [train_eval.dataset_name(s) for s in config.data.eval_datasets]
+  if config.best_metric.split('/')[0] not in [n.split('/')[0] for n in names]:
+    raise ValueError(f'config.best_metric={config.best_metric!r} does not name an eval set of {names}.')
+  for field in ('num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+                'batch_size', 'patch_size', 'keep_checkpoints'):
+    if config[field] < 1:
+      raise ValueError(f'config.{field}={config[field]}: must be >= 1.')
+  if not 0. <= config.ema_decay < 1.:
+    raise ValueError(f'config.ema_decay={config.ema_decay}: must be in [0, 1).')
+
+
+def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume a workdir whose checkpoints were written for a different model/task."""
+  if not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+    return
+  old = checkpoint.read_config(workdir)
+  for field in _STRUCTURAL:
+    a = old.get(field)
+    b = config.get(field)
+    a = a.to_dict() if isinstance(a, ml_collections.ConfigDict) else a
+    b = checkpoint.config_from_json(checkpoint.config_to_json(ml_collections.ConfigDict({'v': b}))).v
+    b = b.to_dict() if isinstance(b, ml_collections.ConfigDict) else b
+    if a != b:
+      diff = ([f'model.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+              if isinstance(a, dict) and isinstance(b, dict) else [f'{field}: {a!r} -> {b!r}'])
+      raise ValueError(f'workdir {workdir} holds checkpoints of an incompatible config ({"; ".join(diff)}); '
+                       'use a new --workdir.')
+
+
+def _recon_loss(config, fused, target):
+  from mgdn_jax import losses  # pylint: disable=g-import-not-at-top
+  if config.recon_loss == 'mu_law_l1':
+    return losses.mu_law_l1_loss(fused, target, config.mu)
+  return losses.l1_loss(fused, target)
+
+
+def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config: ml_collections.ConfigDict,
+               gd_model: Any, gd_mi: Any, tx: optax.GradientTransformation, schedule: optax.Schedule,
+               base_key: jax.Array) -> tuple[train_state.State, TrainMetrics]:
+  """One optimisation step on a global batch. Non-finite loss/gradients freeze the state and set `bad_step`."""
+  streams = [batch[f'stream_{k}'] for k in range(config.model.num_streams)]
+  rng = jax.random.fold_in(base_key, state['step'])  # DropPath: a fresh, reproducible key per step
+
+  def loss_fn(trainable):
+    model = nnx.merge(gd_model, trainable['model'])
+    fused, features = model(*streams, train=True, rng=rng)
+    recon = _recon_loss(config, fused, batch['target'])
+    mi = nnx.merge(gd_mi, trainable['mi'])(features) if config.mi_weight > 0 else jnp.zeros((), jnp.float32)
+    return recon + config.mi_weight * mi, (recon, mi)
+
+  trainable = {'model': state['params'], 'mi': state['mi_params']}
+  (loss, (recon, mi)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+  grad_norm = optax.global_norm(grads)
+  updates, opt_state = tx.update(grads, state['opt_state'], trainable)
+  new = optax.apply_updates(trainable, updates)
+  step = state['step'] + 1
+  candidate = {
+      'step': step, 'params': new['model'], 'mi_params': new['mi'], 'opt_state': opt_state,
+      'ema': train_state.ema_update(state['ema'], new['model'], config.ema_decay), 'bad_step': state['bad_step'],
+  }
+  ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state['bad_step'] < 0)
+  new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), candidate, state)
+  new_state['bad_step'] = jnp.where((state['bad_step'] < 0) & ~ok, step, state['bad_step'])
+  metrics = TrainMetrics.single_from_model_output(
+      loss=loss, recon=recon, mi=mi, grad_norm=grad_norm, learning_rate=schedule(state['step']))
+  return new_state, metrics
+
+
+def _raise_if_bad(state: train_state.State) -> None:
+  bad = int(jax.device_get(state['bad_step']))
+  if bad >= 0:
+    raise FloatingPointError(f'non-finite loss or gradients at step {bad}; stopped without saving it (the last '
+                             'checkpoint holds the last good state).')
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  out = {}
+
+  def walk(prefix, d):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(f'{prefix}{k}.', v)
+      else:
+        out[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+
+  walk('', config.to_dict())
+  return out
+
+
+class _Preemption:
+  """SIGTERM (the usual preemption notice) → save at the next step boundary and stop cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. some test runners): rely on orbax's preemption policy only
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: checkpointing at the next step and stopping.')
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh):
+  """Optimizer, graph defs, abstract sharded state and the checkpoint manager (shared by train and eval)."""
+  tx = train_state.create_optimizer(config)
+  gd_model, gd_mi = train_state.graphdefs(config)
+  init = train_state.init_fn(config, tx)
+  abstract = sharding.abstract_with_sharding(jax.eval_shape(init), mesh)
+  manager = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), checkpoint.CHECKPOINTS_DIR),
+      options=train_state.manager_options(config), item_names=('state', 'data'))
+  return tx, gd_model, gd_mi, init, abstract, manager
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
+  """Trains `config` in `workdir` (resuming from its latest checkpoint), evaluating periodically.
+
+  Returns the final state (replicated global arrays).
+  """
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  check_workdir_compatible(config, workdir)
+  checkpoint.write_config(workdir, config)
+
+  tx, gd_model, gd_mi, init, abstract, manager = setup(config, workdir, mesh)
+  schedule = train_state.learning_rate_schedule(config)
+  state_sh = jax.tree.map(lambda x: x.sharding, abstract)
+  train_iter = input_pipeline.create_train_iter(config, jax.process_index(), jax.process_count())
+  latest = manager.latest_step()
+  if latest is None:
+    state = jax.jit(init, out_shardings=state_sh)()
+  else:
+    logging.info('Resuming from %s step %d.', manager.directory, latest)
+    restored = manager.restore(latest, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), data=grain.checkpoint.CheckpointRestore(train_iter)))
+    state = restored['state']
+  initial_step = int(jax.device_get(state['step']))
+
+  step_fn = jax.jit(
+      functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx, schedule=schedule,
+                        base_key=jax.random.key(config.seed)),
+      out_shardings=(state_sh, None), donate_argnums=(0,))
+  predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
+
+  # clu's writers import TensorFlow: only the training loop pays for it (never grain workers or main.py).
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if initial_step == 0:
+    writer.write_hparams(_flat_hparams(config))
+    parameter_overview.log_parameter_overview(state['params'])
+  hooks = [periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer)]
+
+  train_metrics = None
+  start = time.time()
+  with _Preemption() as preemption, manager:
+    for step in range(initial_step + 1, config.num_train_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        batch = sharding.global_batch(next(train_iter), mesh)
+        state, metrics = step_fn(state, batch)
+      if step == initial_step + 1:
+        jax.block_until_ready(state)
+        logging.info('First step %d (compile + run) took %.1fs.', step, time.time() - start)
+      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+      for hook in hooks:
+        hook(step)
+      last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or last:
+        _raise_if_bad(state)
+        writer.write_scalars(step, {f'train/{k}': v for k, v in train_metrics.compute().items()})
+        train_metrics = None
+      eval_scalars = None
+      if step % config.eval_every_steps == 0 or last:
+        _raise_if_bad(state)
+        with hooks[0].timed('eval'):
+          params = state['ema'] if config.eval_use_ema else state['params']
+          eval_scalars, images = train_eval.evaluate(config, train_eval.local_copy(params), predict)
+        writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_scalars.items()})
+        writer.write_images(step, {f'eval/{k}': v for k, v in images.items()})
+        logging.info('step %d eval: %s', step, eval_scalars)
+        train_eval.write_summary(workdir, step, eval_scalars, 'ema' if config.eval_use_ema else 'params')
+      if eval_scalars is not None or last or preemption.requested or manager.should_save(step):
+        _raise_if_bad(state)
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(train_iter)),
+                     metrics=eval_scalars, force=True)
+      writer.flush()
+      if preemption.requested:
+        logging.warning('Stopped at step %d after checkpointing (preemption).', step)
+        break
+    manager.wait_until_finished()
+  writer.close()
+  return state
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, float]:
+  """Evaluates the best (else latest) checkpoint of `workdir` on `config.data.eval_datasets`.
+
+  Writes the scalars and image panels to TensorBoard (under `<workdir>/eval`) and `<workdir>/eval_summary.json`.
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  check_workdir_compatible(config, workdir)
+  with ocp.CheckpointManager(os.path.join(workdir, checkpoint.CHECKPOINTS_DIR),
+                             options=train_state.manager_options(config, read_only=True),
+                             item_names=('state', 'data')) as manager:
+    step = checkpoint.best_or_latest_step(manager) if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'{workdir} holds no checkpoint to evaluate; train first (--mode=train).')
+  model, _ = checkpoint.load_model(workdir, step=step, use_ema=config.eval_use_ema)
+  gd_model, _ = train_state.graphdefs(config)
+  predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
+  scalars, images = train_eval.evaluate(config, train_eval.local_copy(checkpoint.param_dict(model)), predict)
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  writer = metric_writers.create_default_writer(os.path.join(workdir, 'eval'),
+                                                just_logging=jax.process_index() > 0)
+  writer.write_scalars(step, {f'eval/{k}': v for k, v in scalars.items()})
+  writer.write_images(step, {f'eval/{k}': v for k, v in images.items()})
+  writer.close()
+  weights = 'ema' if config.eval_use_ema else 'params'
+  path = train_eval.write_summary(workdir, step, scalars, weights)
+  logging.info('Evaluated step %d (%s weights): %s -> %s', step, weights, scalars, path)
+  return scalars
