@@ -83,10 +83,9 @@ def pil_bicubic_down(depth: np.ndarray, scale: int) -> np.ndarray:
   return np.asarray(img.resize((w // scale, h // scale), Image.BICUBIC), dtype=np.float32)
 
 
-def _cubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
-  """(n_out, n_in) weights of torch's bicubic (align_corners=False, border-clamped taps)."""
-  ratio = n_in / n_out
-  src = (np.arange(n_out, dtype=np.float64) + 0.5) * ratio - 0.5
+def _cubic_taps(n_in: int, n_out: int, a: float = -0.75) -> tuple[np.ndarray, np.ndarray]:
+  """Source indices and weights, each (n_out, 4), of torch's bicubic (align_corners=False, border-clamped taps)."""
+  src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
   x0 = np.floor(src)
   t = src - x0
 
@@ -97,19 +96,20 @@ def _cubic_matrix(n_in: int, n_out: int, a: float = -0.75) -> np.ndarray:
     return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
 
   weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
-  m = np.zeros((n_out, n_in), np.float64)
-  rows = np.arange(n_out)
-  for tap in range(4):
-    idx = np.clip(x0.astype(np.int64) - 1 + tap, 0, n_in - 1)
-    np.add.at(m, (rows, idx), weights[:, tap])
-  return m
+  idx = np.clip(x0.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)
+  return idx, weights
 
 
 def bicubic_up(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """torch `interpolate(mode='bicubic', align_corners=False)` of an (h, w) map to `size` = (H, W); no value clamp."""
-  wy = _cubic_matrix(lr.shape[0], size[0])
-  wx = _cubic_matrix(lr.shape[1], size[1])
-  return (wy @ lr.astype(np.float64) @ wx.T).astype(np.float32)
+  """torch `interpolate(mode='bicubic', align_corners=False)` of an (h, w) map to `size` = (H, W); no value clamp.
+
+  Four-tap gathers rather than dense matrices: tiny BLAS matmuls are slow on a busy host.
+  """
+  lr = lr.astype(np.float64)
+  ix, wx = _cubic_taps(lr.shape[1], size[1])
+  rows = np.einsum('hwk,wk->hw', lr[:, ix], wx)  # along x first, as torch does
+  iy, wy = _cubic_taps(lr.shape[0], size[0])
+  return np.einsum('hkw,hk->hw', rows[iy], wy).astype(np.float32)
 
 
 def gdsr_example(rgb: np.ndarray, depth: np.ndarray, scale: int) -> dict[str, np.ndarray]:
