@@ -163,6 +163,12 @@ def _parse_fused_dirs(fused_dirs) -> list[tuple[str, folders.FusedFolder]]:
   return out
 
 
+def _check_baselines(baselines) -> None:
+  for kind in baselines:
+    if kind not in BASELINES:
+      raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
+
+
 def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_dir=None, model=None,
                    method_name: str = 'MGDN', fused_dirs=(), baselines=(), modes=None, padding=None, tile=None,
                    crop: int | None = None, save_images: bool = True, max_examples: int | None = None,
@@ -174,9 +180,7 @@ def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_d
     raise ValueError('nothing to evaluate: give a checkpoint, --fused_dir or --baselines')
   if task not in FUSION_TASKS and (fused_dirs or baselines):
     raise ValueError(f'--fused_dir and --baselines are for the fusion tasks {FUSION_TASKS}, not {task!r}')
-  for kind in baselines:
-    if kind not in BASELINES:
-      raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
+  _check_baselines(baselines)
   if 'mertens' in baselines and _import_cv2() is None:
     log.warning('OpenCV is not installed: skipping the mertens baseline')
     baselines = tuple(b for b in baselines if b != 'mertens')
@@ -269,6 +273,7 @@ def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, so
   """Scores other methods' fused images (MEF/MFF) against sources from a tfds test set or a folder."""
   if task not in FUSION_TASKS:
     raise ValueError(f'--fused_dir scores the fusion tasks {FUSION_TASKS}, not {task!r}')
+  _check_baselines(baselines)
   if (dataset is None) == (sources_dir is None):
     raise ValueError('give exactly one of --dataset and --sources_dir for the source images')
   if dataset is not None:
@@ -276,6 +281,12 @@ def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, so
     name, scenes = spec.split(':')[0], dataset_scenes(task, spec, None, manual_dir, data_dir)
   else:
     name, scenes = pathlib.Path(sources_dir).name, folder_scenes(sources_dir)
+    # Scene names are known up front here: report a missing fused image before spending time on the others.
+    names = [n for n, _, _ in folders.source_pairs(sources_dir)][:max_examples or None]
+    for spec in fused_dirs or ():
+      folder = folders.FusedFolder(str(spec).rpartition('=')[2])
+      for scene in names:
+        folder.path(scene)
   results = run_evaluation(task, scenes, dataset=name, output_dir=output_dir, fused_dirs=fused_dirs,
                            baselines=baselines, modes=modes, max_examples=max_examples, progress=progress)
   return results.summary()

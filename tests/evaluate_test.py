@@ -1,0 +1,207 @@
+"""The evaluation tool: --fused_dir / --sources_dir scoring, report files, one-line errors, checkpoint evaluation."""
+import json
+import pathlib
+import shutil
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from mgdn_jax import evaluate
+from mgdn_jax import metrics
+
+GOLDEN = json.loads((pathlib.Path(__file__).parent / 'testdata' / 'metrics_golden' / 'golden.json').read_text())
+TOL = 1e-4
+
+
+def _scene(rng, h=48, w=56):
+  """A smooth random scene and two degraded sources (darker / brighter halves blurred differently)."""
+  yy, xx = np.mgrid[0:h, 0:w]
+  base = 128 + 60 * np.sin(xx / 5.0 + rng.random() * 3)[..., None] * np.cos(yy / 7.0)[..., None]
+  base = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255)
+  a = np.clip(base * 0.6, 0, 255).astype(np.uint8)
+  b = np.clip(base * 1.3, 0, 255).astype(np.uint8)
+  return a, b, base.astype(np.uint8)
+
+
+def _write_sources(root: pathlib.Path, names, layout='AB', seed=0):
+  rng = np.random.default_rng(seed)
+  scenes = {}
+  for n in names:
+    a, b, f = _scene(rng)
+    scenes[n] = (a, b, f)
+    if layout == 'AB':
+      for d, img in (('A', a), ('B', b)):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / d / f'{n}.png')
+    else:  # MEFB: one folder per scene, case quirks in the suffix
+      (root / n).mkdir(parents=True, exist_ok=True)
+      Image.fromarray(a).save(root / n / f'{n}_a.png')
+      Image.fromarray(b).save(root / n / f'{n}_B.png')
+  return scenes
+
+
+def _write_fused(folder: pathlib.Path, scenes):
+  folder.mkdir(parents=True, exist_ok=True)
+  for n, (_, _, f) in scenes.items():
+    Image.fromarray(f).save(folder / f'{n}.png')
+
+
+def test_fused_dir_generated_mff(tmp_path, capsys):
+  scenes = _write_sources(tmp_path / 'src', ['s1', 's2', 's3'])
+  _write_fused(tmp_path / 'fused', scenes)
+  Image.fromarray(scenes['s1'][2]).save(tmp_path / 'fused' / 'unrelated.png')
+  out = tmp_path / 'out'
+  rc = evaluate.main(['--task=mff', f'--fused_dir=mine={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}',
+                      f'--output_dir={out}', '--baselines=average'])
+  assert rc == 0
+  stdout = capsys.readouterr().out
+  assert '| mine | rgb | 3 |' in stdout and '| average | gray | 3 |' in stdout
+  doc = json.loads((out / 'results.json').read_text())
+  assert doc['task'] == 'mff' and doc['dataset'] == 'src'
+  rows = {(r['method'], r['mode']): r for r in doc['results']}
+  assert set(rows) == {('mine', 'rgb'), ('mine', 'gray'), ('average', 'rgb'), ('average', 'gray')}
+  for n, (a, b, f) in scenes.items():
+    for mode in ('rgb', 'gray'):
+      want = metrics.evaluate_fusion([a, b], f, 'mff', gray=mode == 'gray')
+      assert rows['mine', mode]['per_image'][n] == pytest.approx(want, abs=1e-12)
+  means = rows['mine', 'rgb']['mean']
+  assert means['Qabf'] == pytest.approx(np.mean([v['Qabf'] for v in rows['mine', 'rgb']['per_image'].values()]))
+  csv_lines = (out / 'results.csv').read_text().splitlines()
+  assert csv_lines[0] == 'method,mode,name,Qabf,EN,PSNR_mefb,PSNR,SSIM'
+  assert len(csv_lines) == 1 + 4 * 3 + 4 and csv_lines[-1].startswith('average,gray,MEAN,')
+  assert (out / 'table.md').read_text().startswith('**MFF — src**')
+  # Baseline outputs are saved; the user's own fused images are not copied.
+  assert sorted(p.name for p in (out / 'average').iterdir()) == ['s1.png', 's2.png', 's3.png']
+  assert not (out / 'mine').exists()
+
+
+def test_fused_dir_mefb_layout_mef(tmp_path):
+  scenes = _write_sources(tmp_path / 'src', ['Arno', 'garage'], layout='mefb', seed=1)
+  _write_fused(tmp_path / 'fused', scenes)
+  summary = evaluate.evaluate_fused_dirs('mef', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src',
+                                         output_dir=tmp_path / 'out', progress=False)
+  assert list(summary) == ['fused/rgb']
+  a, b, f = scenes['garage']
+  doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  got = doc['results'][0]['per_image']['garage']
+  assert got == pytest.approx(metrics.evaluate_fusion([a, b], f, 'mef'), abs=1e-12)
+  assert summary['fused/rgb']['images'] == 2
+
+
+def test_missing_and_mismatched_fused_images(tmp_path, capsys):
+  scenes = _write_sources(tmp_path / 'src', ['s1', 's2'])
+  _write_fused(tmp_path / 'fused', scenes)
+  (tmp_path / 'fused' / 's2.png').unlink()
+  args = ['--task=mff', f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}',
+          f'--output_dir={tmp_path / "out"}']
+  assert evaluate.main(args) == 1
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err == f'error: scene s2: no fused image s2.<png|jpg|...> in {tmp_path / "fused"}'
+  Image.fromarray(scenes['s1'][2][:, :-2]).save(tmp_path / 'fused' / 's2.png')
+  Image.fromarray(scenes['s1'][2]).save(tmp_path / 'fused' / 's1.jpg')
+  assert evaluate.main(args) == 1
+  assert 'scene s1: several fused images match' in capsys.readouterr().err
+  (tmp_path / 'fused' / 's1.jpg').unlink()
+  assert evaluate.main(args) == 1
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith('error: scene s2: fused image ') and err.endswith('s2.png is 54x48 but the sources are 56x48')
+
+
+def test_argument_and_layout_errors(tmp_path, capsys):
+  scenes = _write_sources(tmp_path / 'src', ['s1', 's2'])
+  _write_fused(tmp_path / 'fused', scenes)
+  (tmp_path / 'src' / 'B' / 's2.png').unlink()
+  assert evaluate.main(['--task=mff', f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}']) == 1
+  assert 'A/ has 2 images but B/ has 1' in capsys.readouterr().err
+  assert evaluate.main(['--task=mff', f'--fused_dir={tmp_path / "fused"}']) == 1
+  assert 'exactly one of --dataset and --sources_dir' in capsys.readouterr().err
+  assert evaluate.main(['--task=mff', f'--sources_dir={tmp_path / "src"}']) == 1
+  assert 'give --checkpoint, --fused_dir or --baselines' in capsys.readouterr().err
+  assert evaluate.main([f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}']) == 1
+  assert '--task is required' in capsys.readouterr().err
+  with pytest.raises(ValueError, match="unknown baseline 'median'"):
+    evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('median',))
+  with pytest.raises(ValueError, match="not 'hdr'"):
+    evaluate.evaluate_fused_dirs('hdr', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src')
+
+
+def test_mertens_baseline_is_skipped_without_cv2(tmp_path):
+  _write_sources(tmp_path / 'src', ['s1'])
+  summary = evaluate.evaluate_fused_dirs('mef', [], sources_dir=tmp_path / 'src', baselines=('average', 'mertens'),
+                                         progress=False)
+  expected = {'average/rgb'} | ({'mertens/rgb'} if evaluate._import_cv2() else set())
+  assert set(summary) == expected
+
+
+@pytest.mark.parametrize('mode', ['rgb', 'gray'])
+def test_fused_dir_on_real_lytro_pairs_matches_golden(shared_dir, tmp_path, mode):
+  """Sources straight from shared/data/lytro, fused = the golden focus-selection images: Octave's values."""
+  golden_dir = shared_dir / 'reference' / 'metrics_golden' / 'lytro_focus_select'
+  fused = tmp_path / 'fused'
+  fused.mkdir()
+  for i in (1, 2):
+    shutil.copy(golden_dir / f'lytro_0{i}_F_rgb.png', fused / f'lytro_0{i}.png')
+  summary = evaluate.evaluate_fused_dirs('mff', [f'focus={fused}'], sources_dir=shared_dir / 'data' / 'lytro',
+                                         output_dir=tmp_path / 'out', modes=(mode,), max_examples=2,
+                                         progress=False)
+  doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  for i in (1, 2):
+    want = GOLDEN['cases'][f'lytro_0{i}_focus_select'][mode]
+    got = doc['results'][0]['per_image'][f'lytro_0{i}']
+    assert abs(got['Qabf'] - want['Qabf']) <= TOL
+    assert abs(got['EN'] - want['EN']) <= TOL
+    assert abs(got['PSNR_mefb'] - want['PSNR_MEFB']) <= TOL
+    assert abs(got['SSIM'] - want['SSIM_VIFB_sum'] / 2) <= TOL
+  assert summary[f'focus/{mode}']['images'] == 2
+
+
+def test_fused_dir_on_real_mefb_pair_matches_golden(shared_dir, tmp_path):
+  fused = tmp_path / 'fused'
+  fused.mkdir()
+  shutil.copy(shared_dir / 'reference' / 'metrics_golden' / 'mefb_507_mertens' / 'F_rgb.png', fused / '507.png')
+  summary = evaluate.evaluate_fused_dirs('mef', [f'mertens={fused}'], sources_dir=shared_dir / 'data' / 'mefb',
+                                         max_examples=1, progress=False)   # 507 sorts first
+  want = GOLDEN['cases']['mefb_507_mertens']['rgb']
+  got = summary['mertens/rgb']
+  for key in ('CE', 'MEF_SSIM', 'Qcb', 'VIF'):
+    assert abs(got[key] - want[key]) <= TOL, key
+
+
+@pytest.fixture(scope='module')
+def tiny_mff_checkpoint(tmp_path_factory):
+  configs = pytest.importorskip('configs.mff')
+  nnx = pytest.importorskip('flax.nnx')
+  model_lib = pytest.importorskip('mgdn_jax.model')
+  checkpoint = pytest.importorskip('mgdn_jax.checkpoint')
+  pytest.importorskip('mgdn_jax.inference')
+  config = configs.get_config('tiny')
+  model = model_lib.MGDN(config.model, rngs=nnx.Rngs(0))
+  directory = tmp_path_factory.mktemp('ckpt') / 'exported'
+  checkpoint.save_model(str(directory), model, config)
+  return directory, model, config
+
+
+def test_checkpoint_on_demo_dataset(tiny_mff_checkpoint, tmp_path, capsys):
+  """End to end: exported tiny model -> mgdn_demo/mff test set (self-preparing) -> metrics, images, report;
+  the same run also scores a fused folder (the first scene only) and the average baseline."""
+  directory, model, config = tiny_mff_checkpoint
+  data_dir, out = tmp_path / 'tfds', tmp_path / 'out'
+  rc = evaluate.main([f'--checkpoint={directory}', '--dataset=mgdn_demo/mff', f'--data_dir={data_dir}',
+                      f'--output_dir={out}', '--max_examples=1', '--baselines=average', '--modes=rgb'])
+  assert rc == 0, capsys.readouterr().err
+  doc = json.loads((out / 'results.json').read_text())
+  assert doc['checkpoint'] == str(directory) and doc['padding'] == 'official'
+  rows = {r['method']: r for r in doc['results']}
+  assert set(rows) == {'MGDN', 'average'}
+  (scene, values), = rows['MGDN']['per_image'].items()
+  assert set(values) == {'Qabf', 'EN', 'PSNR_mefb', 'PSNR', 'SSIM', 'PSNR_gt', 'SSIM_gt'}
+  saved = np.array(Image.open(out / 'MGDN' / f'{scene}.png'))
+  assert saved.dtype == np.uint8 and saved.ndim == 3
+  # The API main.py --mode=eval calls, with an already loaded model; scores the saved output as a fused folder.
+  summary = evaluate.evaluate_checkpoint(model=model, config=config, dataset='mgdn_demo/mff:test',
+                                         data_dir=data_dir, fused_dirs=[f'again={out / "MGDN"}'], modes=('rgb',),
+                                         max_examples=1, progress=False)
+  means = summary['mgdn_demo/mff:test']
+  assert means['again/rgb']['Qabf'] == pytest.approx(means['MGDN/rgb']['Qabf'], abs=1e-12)
+  assert means['MGDN/rgb']['Qabf'] == pytest.approx(values['Qabf'], abs=1e-12)
