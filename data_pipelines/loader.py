@@ -32,6 +32,13 @@ def _builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
   except tfds.core.registered.DatasetNotFoundError:
     raise common.DataError(f'unknown dataset {name!r} (not a builder of data_pipelines nor of TFDS)') from None
   except ValueError as e:  # e.g. an unknown builder config
+    base = name.split('/')[0]
+    try:
+      configs = sorted(tfds.builder_cls(base).builder_configs)
+    except Exception:  # pylint: disable=broad-except
+      configs = []
+    if configs:
+      raise common.DataError(f'dataset {name!r}: unknown config (choose one of {configs})') from None
     raise common.DataError(f'dataset {name!r}: {str(e).splitlines()[0]}') from None
 
 

@@ -1,4 +1,7 @@
 """`mgdn_demo`: built-in demo scenes for the four tasks — counts, shapes, task semantics, determinism, speed."""
+import pathlib
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -67,3 +70,14 @@ def test_deterministic(demo, tmp_path):
   for name, ex in demo['hdr']['test'].items():
     for key in ('image_0', 'image_2', 'target', 'exposures'):
       np.testing.assert_array_equal(again[name][key], ex[key])
+
+
+def test_prepare_cli(tmp_path):
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  run = subprocess.run([sys.executable, '-m', 'data_pipelines.prepare', '--dataset=mgdn_demo/gdsr',
+                        f'--data_dir={tmp_path}'], cwd=repo, capture_output=True, text=True, check=True)
+  assert 'mgdn_demo/gdsr/1.0.0 prepared' in run.stdout and '(test: 2, train: 7)' in run.stdout
+  bad = subprocess.run([sys.executable, '-m', 'data_pipelines.prepare', '--dataset=lytro',
+                        f'--manual_dir={tmp_path / "none"}', f'--data_dir={tmp_path}'], cwd=repo,
+                       capture_output=True, text=True)
+  assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith('error: dataset lytro: manual_dir')

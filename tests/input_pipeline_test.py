@@ -199,3 +199,7 @@ def test_missing_dataset_is_one_line(tmp_path):
   assert '\n' not in msg and 'dataset lytro is not prepared' in msg and 'data_pipelines.prepare' in msg
   with pytest.raises(ValueError, match='expected "name'):
     loader.split_name('mefb')
+  with pytest.raises(common.DataError, match=r"unknown config \(choose one of \['gdsr', 'hdr', 'mef', 'mff'\]\)"):
+    loader.data_source('mgdn_demo/xyz', 'train', data_dir=tmp_path)
+  with pytest.raises(common.DataError, match="unknown dataset 'nope'"):
+    loader.data_source('nope', 'train', data_dir=tmp_path)
