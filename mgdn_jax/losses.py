@@ -160,11 +160,15 @@ class MaskedMILoss(nnx.Module):
 
   Parameters (float32; they train jointly with the model): one 1×1 conv C→1 per stream per stage and one
   `GradientMask` per stage (shared by the pairs of that stage). Pipeline per stage n and pair (i, j):
-    S_k = conv1x1(C_k^n); GM = GradientMask(S_i, S_j); T_k = S_k·(1 − GM);
+    S_k = conv1x1(C_k^n); GM = GradientMask(S_i, S_j) (Sobel |gx|+|gy| of each map, edge-padded, as 2 channels);
+    T_k = S_k·(1 − GM);
     v_k = min–max(T_k) per image over a fixed strided subset of ≤ max_samples pixels (the same pixels for both);
     MaskMI = mean over the batch of `normalized_mutual_information(v_i, v_j)` (soft joint histogram, ∈ [0, 1]).
   Per-image min–max (rather than a sigmoid) makes the estimate invariant to the scale of T, so neither the
-  projections nor the mask can reach a low loss by driving T towards a constant.
+  projections nor the mask can reach a low loss by driving T towards a constant. Nothing in the paper stops the
+  mask from learning other loss-lowering patterns, though: watch `gradient_masks` (e.g. its mean) in training.
+  Values: NMI(x, x) ≈ 0.70 (Parzen smoothing at the default bandwidth), independent maps ≈ 0 plus a plug-in bias
+  below the hard-histogram one, (bins−1)²/(2P·ln bins) (measured ≈0.003 at 32 bins, P = 16384; ≈0.04 at P = 1024).
 
   Args:
     channels: C, channels of every MGDF output.
@@ -228,6 +232,15 @@ class MaskedMILoss(nnx.Module):
     v_i = _minmax_per_image(_subsample(s_i * keep, self.max_samples))
     v_j = _minmax_per_image(_subsample(s_j * keep, self.max_samples))
     return normalized_mutual_information(v_i, v_j, num_bins=self.num_bins, bandwidth=self.bandwidth)
+
+  def gradient_masks(self, S) -> list[tuple[jax.Array, ...]]:
+    """GM per stage and pair, for monitoring/visualisation: list over stages of tuples over `pairs` of (N,H,W,1)."""
+    self._check(S)
+    out = []
+    for n, stage in enumerate(S):
+      s = [self.proj[n * self.num_streams + k](x.astype(jnp.float32)) for k, x in enumerate(stage)]
+      out.append(tuple(self.mask[n](s[i], s[j]) for i, j in self.pairs))
+    return out
 
   def __call__(self, S) -> jax.Array:
     """S: list over stages of tuples of K arrays (N, H, W, C) (any float dtype) → float32 scalar ≥ 0."""

@@ -194,4 +194,6 @@ def test_masked_mi_loss_input_errors():
     losses.MaskedMILoss(4, 2, (), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match='bandwidth must be > 0'):
     losses.MaskedMILoss(4, 2, ((0, 1),), bandwidth=0., rngs=nnx.Rngs(0))
-  mi._check(good)  # the well-formed input passes (validation is Python-only, before any array work)
+  masks = mi.gradient_masks(good)  # the well-formed input passes
+  assert len(masks) == 2 and all(len(m) == 1 and m[0].shape == (1, 8, 8, 1) for m in masks)
+  assert all(float(m[0].min()) > 0. and float(m[0].max()) < 1. for m in masks)
