@@ -34,15 +34,20 @@ def require_dir(path: pathlib.Path, what: str) -> pathlib.Path:
   return path
 
 
+def _check_8bit(im: Image.Image, path) -> None:
+  """Raises for 16-bit or float images, including 16-bit RGB PNG/TIFF that PIL would silently cut to 8 bits."""
+  rawmodes = [t.args if isinstance(t.args, str) else (t.args or ('',))[0] for t in (im.tile or [])]
+  if im.mode.startswith('I;16') or im.mode in ('I', 'F') or any(';16' in str(r) for r in rawmodes):
+    raise DataError(f'{path}: wrong bit depth (16-bit or float, PIL mode {im.mode}), expected an 8-bit image')
+
+
 def read_rgb8(path: pathlib.Path) -> np.ndarray:
   """Decodes an 8-bit image as uint8 RGB (H, W, 3); grey becomes RGB, alpha is dropped (as OpenCV reads it)."""
   try:
     with Image.open(path) as im:
+      _check_8bit(im, path)
       im.load()
-      mode = im.mode
-      if mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F') or mode.startswith('I;16'):
-        raise DataError(f'{path}: wrong bit depth (PIL mode {mode}), expected an 8-bit image')
-      if mode != 'RGB':
+      if im.mode != 'RGB':
         im = im.convert('RGB')
       arr = np.asarray(im, dtype=np.uint8)
   except DataError:
@@ -127,8 +132,7 @@ def probe_rgb8(path: pathlib.Path) -> tuple[tuple[int, int], float]:
   try:
     with Image.open(path) as im:
       size = (im.size[1], im.size[0])
-      if im.mode.startswith('I;16') or im.mode in ('I', 'F'):
-        raise DataError(f'{path}: wrong bit depth (PIL mode {im.mode}), expected an 8-bit image')
+      _check_8bit(im, path)
       im.draft('RGB', (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
       im.load()
       mean = float(np.asarray(im.convert('RGB'), dtype=np.float32).mean())

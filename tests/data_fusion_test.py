@@ -1,5 +1,7 @@
 """Builders of the fusion test sets (lytro, mffw, mefb) on tiny layouts written here, and on ../shared/data."""
 import pathlib
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -13,6 +15,15 @@ def write(path: pathlib.Path, arr: np.ndarray, **kwargs) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   Image.fromarray(arr).save(path, **kwargs)
   return path
+
+
+def write_png16_rgb(path: pathlib.Path, arr: np.ndarray) -> None:
+  """A 16-bit RGB PNG written by hand (PIL cannot write one, and reads it silently as 8-bit)."""
+  h, w, _ = arr.shape
+  chunk = lambda tag, data: struct.pack('>I', len(data)) + tag + data + struct.pack('>I', zlib.crc32(tag + data))
+  raw = b''.join(b'\x00' + arr[y].astype('>u2').tobytes() for y in range(h))
+  path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 16, 2, 0, 0, 0)) +
+                   chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
 
 
 def img(seed, h=12, w=16, c=3):
@@ -101,6 +112,7 @@ def test_mefb_name_quirks(tmp_path):
     ('corrupt', 'unreadable or corrupt image'),
     ('sizes', 'streams of different sizes'),
     ('bit_depth', 'wrong bit depth'),
+    ('rgb16', 'wrong bit depth'),
     ('empty', 'is empty'),
     ('absent', 'does not exist'),
 ])
@@ -108,6 +120,7 @@ def test_bad_lytro_input(tmp_path, case, message):
   folder = tmp_path / 'lytro'
   bad = folder / 'B' / 'lytro_02.png'
   named = {'missing_b': 'lytro_03.png', 'corrupt': str(bad), 'sizes': 'lytro_02', 'bit_depth': str(bad),
+           'rgb16': str(bad),
            'empty': str(folder), 'absent': str(folder)}[case]
   if case not in ('empty', 'absent'):
     for i in (1, 2):
@@ -121,6 +134,8 @@ def test_bad_lytro_input(tmp_path, case, message):
     write(bad, img(4, h=20))
   elif case == 'bit_depth':
     write(bad, img(4)[..., 0].astype(np.uint16) * 257)
+  elif case == 'rgb16':
+    write_png16_rgb(bad, img(4).astype(np.uint16) * 257)
   elif case == 'empty':
     folder.mkdir()
   with pytest.raises(common.DataError) as e:
