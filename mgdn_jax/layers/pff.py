@@ -1,0 +1,103 @@
+"""PFF: parallel feature fusion (MGDN §3.3) — HDR-Transformer's context-aware transformer block, NHWC.
+
+A (shifted-)window self-attention + MLP branch (global) runs in parallel with a local context extractor (conv +
+channel attention) that sees the LayerNorm-1 output; the LCE output is added after both residuals
+(MGDN_REFERENCE §5).
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
+from mgdn_jax.ops import relative_position_index, shift_attention_mask, window_partition, window_reverse
+
+
+class WindowAttention(nnx.Module):
+  """W-MSA with relative position bias.  (N, nW, T, C) windows (+ optional (nW, T, T) mask) → same shape."""
+
+  def __init__(self, dim: int, window_size: int, num_heads: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    if dim % num_heads:
+      raise ValueError(f"WindowAttention: embed_dim {dim} must be divisible by num_heads {num_heads}")
+    self.num_heads = num_heads
+    self.window_size = window_size
+    self.scale = (dim // num_heads) ** -0.5
+    self.relative_position_bias_table = nnx.Param(
+        normal_02(rngs.params(), ((2 * window_size - 1) ** 2, num_heads), jnp.float32))
+    self.qkv = linear(dim, 3 * dim, rngs=rngs, dtype=dtype)
+    self.proj = linear(dim, dim, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    n, nw, t, c = x.shape
+    hd = c // self.num_heads
+    # qkv channels are [q | k | v], each head-major.
+    q, k, v = jnp.split(self.qkv(x).reshape(n, nw, t, 3 * self.num_heads, hd), 3, axis=3)
+    logits = jnp.einsum("nwthd,nwshd->nwhts", q * self.scale, k, preferred_element_type=jnp.float32)
+    index = relative_position_index(self.window_size).reshape(-1)
+    bias = self.relative_position_bias_table[...][index].reshape(t, t, self.num_heads).transpose(2, 0, 1)
+    logits = logits + bias  # (heads, T, T) broadcasts over batch and windows
+    if mask is not None:
+      logits = logits + mask[:, None]  # (nW, 1, T, T): shared by batch and heads
+    attn = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("nwhts,nwshd->nwthd", attn, v, preferred_element_type=jnp.float32).astype(x.dtype)
+    return self.proj(out.reshape(n, nw, t, c))
+
+
+class LocalContextExtractor(nnx.Module):
+  """LCE: 1×1 (C→r) → 3×3 (r→r) → 1×1 (r→C) → LReLU(0.2), times a squeeze-excitation gate; r = C // 8."""
+
+  def __init__(self, dim: int, reduction: int = 8, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    r = dim // reduction
+    if r < 1:
+      raise ValueError(f"LocalContextExtractor: embed_dim {dim} // {reduction} must be ≥ 1")
+    self.conv0 = conv(dim, r, 1, rngs=rngs, dtype=dtype)
+    self.conv1 = conv(r, r, 3, rngs=rngs, dtype=dtype)
+    self.conv2 = conv(r, dim, 1, rngs=rngs, dtype=dtype)
+    self.fc0 = linear(dim, r, use_bias=False, rngs=rngs, dtype=dtype)
+    self.fc2 = linear(r, dim, use_bias=False, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = leaky_relu(self.conv2(self.conv1(self.conv0(x))), 0.2)
+    pooled = jnp.mean(y.astype(jnp.float32), axis=(1, 2)).astype(y.dtype)
+    gate = jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc0(pooled))))
+    return y * gate[:, None, None, :]
+
+
+class Mlp(nnx.Module):
+  def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.fc1 = linear(dim, hidden, rngs=rngs, dtype=dtype)
+    self.fc2 = linear(hidden, dim, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x):
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class PFFBlock(nnx.Module):
+  """Context-aware transformer block.  (N,H,W,C) → (N,H,W,C); H, W multiples of the window size."""
+
+  def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float,
+               drop_path_rate: float, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.window_size = window_size
+    self.shift = shift
+    self.drop_path_rate = drop_path_rate
+    self.norm1 = layer_norm(dim, rngs=rngs, dtype=dtype)
+    self.attn = WindowAttention(dim, window_size, num_heads, rngs=rngs, dtype=dtype)
+    self.norm2 = layer_norm(dim, rngs=rngs, dtype=dtype)
+    self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs, dtype=dtype)
+    self.lce = LocalContextExtractor(dim, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+    _, h, w, _ = x.shape
+    ws, s = self.window_size, self.shift
+    u = self.norm1(x)
+    local_in = u  # the LCE sees the normalised tokens
+    mask = None
+    if s:
+      u = jnp.roll(u, (-s, -s), axis=(1, 2))
+      mask = jnp.asarray(shift_attention_mask(h, w, ws, s))
+    a = window_reverse(self.attn(window_partition(u, ws), mask), ws, h, w)
+    if s:
+      a = jnp.roll(a, (s, s), axis=(1, 2))
+    rng_attn, rng_mlp = jax.random.split(rng) if rng is not None else (None, None)
+    x = x + drop_path(a, self.drop_path_rate, rng_attn)
+    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rng_mlp)
+    return x + self.lce(local_in)

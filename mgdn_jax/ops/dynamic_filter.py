@@ -1,0 +1,122 @@
+"""Per-pixel dynamic filtering ("KV * F" of MGDN §3.2.2, `FAC` in the official code).
+
+Every pixel owns a k×k kernel that is shared by all channels:
+
+  out[n, y, x, c] = Σ_{i,j} xp[n, y + i, x + j, c] · K[n, y, x, k·i + j]
+
+with `xp` the input edge-padded by k//2 on every side (the official code pads with 'replicate'), and kernel
+channel k·i + j ↔ (row offset i, column offset j), row-major, no flip.
+
+The official code unfolds (N, H, W, C, k²) tensors. Here the sum is k² shifted multiply-adds, which XLA fuses into
+one loop over the input; the hand-written backward is also shift-accumulate, so nothing k²-sized per channel is
+ever materialised in either direction. `dynamic_filter_reference` is the plain autodiff version (the test oracle)
+and `dynamic_filter_patches` the unfold-style formulation the official code uses (benchmark baseline only).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def _check(x: jax.Array, kernels: jax.Array, kernel_size: int) -> None:
+  if x.ndim != 4 or kernels.ndim != 4:
+    raise ValueError(f"dynamic_filter expects x (N, H, W, C) and kernels (N, H, W, k²), got {x.shape} and "
+                     f"{kernels.shape}")
+  if kernels.shape[:3] != x.shape[:3] or kernels.shape[-1] != kernel_size**2:
+    raise ValueError(f"dynamic_filter: kernels shape {kernels.shape} does not fit x {x.shape} with "
+                     f"kernel_size={kernel_size} (expected {x.shape[:3] + (kernel_size**2,)})")
+
+
+def _edge_pad(x: jax.Array, r: int) -> jax.Array:
+  return jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+
+
+def _forward(x: jax.Array, kernels: jax.Array, kernel_size: int) -> jax.Array:
+  """Σ over taps of shifted input × kernel channel, accumulated in f32 (or f64 when x is f64)."""
+  n, h, w, _ = x.shape
+  acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+  xp = _edge_pad(x, kernel_size // 2)
+  out = jnp.zeros(x.shape, acc_dtype)
+  for i in range(kernel_size):
+    for j in range(kernel_size):
+      t = kernel_size * i + j
+      tap = jax.lax.dynamic_slice(xp, (0, i, j, 0), (n, h, w, x.shape[-1]))
+      out = out + tap.astype(acc_dtype) * kernels[..., t:t + 1].astype(acc_dtype)
+  return out.astype(x.dtype)
+
+
+def dynamic_filter_reference(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> jax.Array:
+  """Plain shift-accumulate with JAX autodiff for the gradient: the test oracle.
+
+  Args:
+    x: (N, H, W, C) features.
+    kernels: (N, H, W, k²) per-pixel kernels, channel k·i + j = tap (i, j).
+    kernel_size: k (odd).
+  Returns:
+    (N, H, W, C) filtered features, dtype of x.
+  """
+  _check(x, kernels, kernel_size)
+  return _forward(x, kernels, kernel_size)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _dynamic_filter(x, kernels, kernel_size):
+  return _forward(x, kernels, kernel_size)
+
+
+def _fwd(x, kernels, kernel_size):
+  return _forward(x, kernels, kernel_size), (x, kernels)
+
+
+def _bwd(kernel_size, residuals, g):
+  x, kernels = residuals
+  n, h, w, c = x.shape
+  r = kernel_size // 2
+  acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+  xp = _edge_pad(x, r).astype(acc_dtype)
+  g = g.astype(acc_dtype)
+  # dK[t] = Σ_c g · shifted x: one channel reduction per tap.
+  dk = []
+  # dxp = Σ_t (g · K[t]) placed at offset (i, j) of the padded grid: accumulate into the padded buffer.
+  dxp = jnp.zeros(xp.shape, acc_dtype)
+  for i in range(kernel_size):
+    for j in range(kernel_size):
+      t = kernel_size * i + j
+      tap = jax.lax.dynamic_slice(xp, (0, i, j, 0), (n, h, w, c))
+      dk.append(jnp.sum(tap * g, axis=-1))
+      contrib = g * kernels[..., t:t + 1].astype(acc_dtype)
+      dxp = dxp + jnp.pad(contrib, ((0, 0), (i, 2 * r - i), (j, 2 * r - j), (0, 0)))
+  dk = jnp.stack(dk, axis=-1)
+  # Adjoint of edge padding: every padded row/column folds back onto the border pixel it copied.
+  _, pad_vjp = jax.vjp(lambda a: _edge_pad(a, r), jnp.zeros(x.shape, acc_dtype))
+  (dx,) = pad_vjp(dxp)
+  return dx.astype(x.dtype), dk.astype(kernels.dtype)
+
+
+_dynamic_filter.defvjp(_fwd, _bwd)
+
+
+def dynamic_filter(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> jax.Array:
+  """Per-pixel k×k filtering shared across channels, with a shift-accumulate custom VJP.
+
+  Args:
+    x: (N, H, W, C) features.
+    kernels: (N, H, W, k²) raw (unnormalised) per-pixel kernels; channel k·i + j is tap (i, j).
+    kernel_size: k (odd), 7 in MGDN.
+  Returns:
+    (N, H, W, C), dtype of x; sums are accumulated in at least f32.
+  """
+  _check(x, kernels, kernel_size)
+  return _dynamic_filter(x, kernels, kernel_size)
+
+
+def dynamic_filter_patches(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> jax.Array:
+  """Unfold-style formulation (materialises (N, H, W, C, k²)); a benchmark baseline, not used by the model."""
+  _check(x, kernels, kernel_size)
+  n, h, w, c = x.shape
+  patches = jax.lax.conv_general_dilated_patches(
+      _edge_pad(x, kernel_size // 2), (kernel_size, kernel_size), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # conv_general_dilated_patches orders the feature axis as (C, kh, kw).
+  patches = patches.reshape(n, h, w, c, kernel_size * kernel_size)
+  return jnp.einsum("nhwct,nhwt->nhwc", patches, kernels)
