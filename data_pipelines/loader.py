@@ -72,8 +72,8 @@ def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuild
     # TFDS removes its incomplete.* folder itself; remove the folders it created around it.
     if not existed[0]:
       shutil.rmtree(dataset_dir, ignore_errors=True)
-    if not existed[1] and downloads_dir.is_dir() and not any(downloads_dir.iterdir()):
-      downloads_dir.rmdir()
+    if not existed[1] and downloads_dir.is_dir() and not any(p.is_file() for p in downloads_dir.rglob('*')):
+      shutil.rmtree(downloads_dir, ignore_errors=True)
     raise
   return builder
 

@@ -42,7 +42,7 @@ def prepare(name, manual, tmp_path, split='test'):
 
 def assert_nothing_written(tmp_path, name):
   data_dir = tmp_path / 'tfds'
-  assert not (data_dir / name).exists(), list(data_dir.rglob('*'))
+  assert not data_dir.exists() or not list(data_dir.iterdir()), list(data_dir.rglob('*'))
 
 
 def test_lytro_ab_folders(tmp_path):
