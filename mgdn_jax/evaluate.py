@@ -13,7 +13,6 @@ depth).  MEF/MFF metrics are computed on exact uint8 outputs (clamp, x255, round
 MFF is reported both per channel ('rgb') and on rgb2gray ('gray'), since the paper does not say which it used.
 """
 import argparse
-import dataclasses
 import itertools
 import logging
 import pathlib
@@ -25,12 +24,14 @@ from PIL import Image
 import tqdm
 
 from mgdn_jax import metrics
+from mgdn_jax.metrics import baselines as baselines_lib
 from mgdn_jax.metrics import folders
 from mgdn_jax.metrics import report
+from mgdn_jax.metrics import scenes as scenes_lib
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
-FUSION_TASKS = ('mef', 'mff')
-BASELINES = ('average', 'mertens')
+FUSION_TASKS = scenes_lib.FUSION_TASKS
+BASELINES = baselines_lib.BASELINES
 # The official protocols: MEF/MFF scripts pad to the next multiple of 8 (edge-repeating flip); the HDR validation
 # runs 500x500 tiles without overlap; GDSR feeds the whole image (the model pads to its window itself).
 DEFAULT_PADDING = {'mef': 'official', 'mff': 'official', 'hdr': 'reflect', 'gdsr': 'reflect'}
@@ -40,84 +41,8 @@ NYU_CROP = 6
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class Scene:
-  """One test example: model inputs, uint8 sources (MEF/MFF) and the ground truth when there is one."""
-  name: str
-  streams: list            # K float32 (H, W, C_k) model inputs
-  sources: list | None     # MEF/MFF: the K uint8 (H, W, 3) source images
-  target: np.ndarray | None = None
-  depth_range: tuple | None = None
-
-
-def dataset_spec(dataset: str) -> str:
-  """'lytro' -> 'lytro:test'; 'mgdn_demo/mef:test' unchanged."""
-  return dataset if ':' in dataset else f'{dataset}:test'
-
-
 def default_modes(task: str) -> tuple[str, ...]:
   return {'mff': ('rgb', 'gray'), 'mef': ('rgb',)}.get(task, ('-',))
-
-
-def _data_config(task: str, config=None, manual_dir=None, data_dir=None, gdsr_scale=None):
-  """The config fields `input_pipeline.create_eval_iter` reads (a checkpoint's own config when there is one)."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  cfg = ml_collections.ConfigDict(config.to_dict()) if config is not None else ml_collections.ConfigDict()
-  cfg.task = task
-  if 'data' not in cfg:
-    cfg.data = ml_collections.ConfigDict()
-  if manual_dir is not None or 'manual_dir' not in cfg.data:
-    cfg.data.manual_dir = None if manual_dir is None else str(manual_dir)
-  if data_dir is not None or 'data_dir' not in cfg.data:
-    cfg.data.data_dir = None if data_dir is None else str(data_dir)
-  if gdsr_scale is not None or 'gdsr_scale' not in cfg.data:
-    cfg.data.gdsr_scale = int(gdsr_scale or 4)
-  return cfg
-
-
-def dataset_scenes(task: str, spec: str, config=None, manual_dir=None, data_dir=None,
-                   gdsr_scale=None) -> Iterator[Scene]:
-  """Scenes of a tfds test set through `data_pipelines.input_pipeline.create_eval_iter`."""
-  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
-  cfg = _data_config(task, config, manual_dir, data_dir, gdsr_scale)
-  for ex in input_pipeline.create_eval_iter(cfg, spec):
-    keys = sorted((k for k in ex if k.startswith('stream_')), key=lambda k: int(k.split('_')[1]))
-    streams = [np.asarray(ex[k][0], np.float32) for k in keys]
-    name = ex['name'][0]
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    # The pipelines feed uint8 / 255, so x255 and rounding recovers the stored uint8 sources exactly.
-    sources = [metrics.quantize_uint8(s) for s in streams] if task in FUSION_TASKS else None
-    target = np.asarray(ex['target'][0], np.float32) if 'target' in ex else None
-    depth_range = (float(ex['depth_min'][0]), float(ex['depth_max'][0])) if 'depth_min' in ex else None
-    yield Scene(name, streams, sources, target, depth_range)
-
-
-def folder_scenes(sources_dir) -> Iterator[Scene]:
-  """MEF/MFF scenes from a folder of source pairs (see `metrics.folders`); inputs as the official uint8 / 255."""
-  for name, sources in folders.source_scenes(sources_dir):
-    streams = [(s.astype(np.float64) / 255.0).astype(np.float32) for s in sources]
-    yield Scene(name, streams, sources)
-
-
-def _import_cv2():
-  try:
-    import cv2  # pylint: disable=g-import-not-at-top
-    return cv2
-  except ImportError:
-    return None
-
-
-def baseline(kind: str, sources: Sequence[np.ndarray]) -> np.ndarray:
-  """uint8 (H, W, 3) result of a classical baseline: 'average' of the sources, or OpenCV 'mertens' (MEF)."""
-  if kind == 'average':
-    return metrics.quantize_uint8(np.mean([s.astype(np.float64) for s in sources], axis=0) / 255.0)
-  if kind == 'mertens':
-    cv2 = _import_cv2()
-    if cv2 is None:
-      raise ImportError('baseline mertens needs OpenCV (pip install opencv-python-headless)')
-    fused = cv2.createMergeMertens().process([np.ascontiguousarray(s[..., ::-1]) for s in sources])
-    return metrics.quantize_uint8(np.asarray(fused, np.float32)[..., ::-1])
-  raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
 
 
 def _safe(name: str) -> str:
@@ -133,7 +58,8 @@ def _save(path: pathlib.Path, task: str, image: np.ndarray) -> None:
   Image.fromarray(image).save(path)
 
 
-def _score(results: report.Results, task: str, method: str, scene: Scene, output, modes, crop: int) -> None:
+def _score(results: report.Results, task: str, method: str, scene: scenes_lib.Scene, output, modes,
+           crop: int) -> None:
   """Adds the rows of one method's output on one scene (output: uint8 for MEF/MFF, float (H, W, C) otherwise)."""
   if task in FUSION_TASKS:
     extra = {}
@@ -169,11 +95,15 @@ def _check_baselines(baselines) -> None:
       raise ValueError(f'unknown baseline {kind!r}: expected one of {BASELINES}')
 
 
-def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_dir=None, model=None,
+def run_evaluation(task: str, scenes: Iterator[scenes_lib.Scene], *, dataset: str, output_dir=None, model=None,
                    method_name: str = 'MGDN', fused_dirs=(), baselines=(), modes=None, padding=None, tile=None,
                    crop: int | None = None, save_images: bool = True, max_examples: int | None = None,
-                   progress: bool = True, meta: dict | None = None, echo: bool = True) -> report.Results:
-  """Scores the model (if given), each fused folder and each baseline on every scene; writes the report files."""
+                   jpeg_quality: int | None = None, progress: bool = True, total: int | None = None,
+                   meta: dict | None = None, echo: bool = True) -> report.Results:
+  """Scores the model (if given), each fused folder and each baseline on every scene; writes the report files.
+
+  `jpeg_quality` adds rows '<method>+jpeg<q>' for the model and baseline outputs re-encoded as JPEG (MEF/MFF).
+  """
   if task not in TASKS:
     raise ValueError(f'unknown task {task!r}: expected one of {TASKS}')
   if model is None and not fused_dirs and not baselines:
@@ -181,7 +111,7 @@ def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_d
   if task not in FUSION_TASKS and (fused_dirs or baselines):
     raise ValueError(f'--fused_dir and --baselines are for the fusion tasks {FUSION_TASKS}, not {task!r}')
   _check_baselines(baselines)
-  if 'mertens' in baselines and _import_cv2() is None:
+  if 'mertens' in baselines and baselines_lib.import_cv2() is None:
     log.warning('OpenCV is not installed: skipping the mertens baseline')
     baselines = tuple(b for b in baselines if b != 'mertens')
   modes = tuple(modes or default_modes(task))
@@ -191,9 +121,12 @@ def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_d
   fused_folders = _parse_fused_dirs(fused_dirs)
   out_dir = pathlib.Path(output_dir) if output_dir is not None else None
   results = report.Results(task, dataset, {**(meta or {}), 'padding': padding, 'tile': tile, 'crop': crop})
+  if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+    raise ValueError(f'jpeg_quality must be in 1..100, got {jpeg_quality}')
   if max_examples:
     scenes = itertools.islice(scenes, max_examples)
-  for scene in tqdm.tqdm(scenes, desc=f'{task} {dataset}', unit='image', disable=not progress):
+    total = min(total, max_examples) if total else max_examples
+  for scene in tqdm.tqdm(scenes, desc=f'{task} {dataset}', unit='image', total=total, disable=not progress):
     outputs = []
     if model is not None:
       from mgdn_jax import inference  # pylint: disable=g-import-not-at-top
@@ -202,7 +135,10 @@ def run_evaluation(task: str, scenes: Iterator[Scene], *, dataset: str, output_d
     for name, folder in fused_folders:
       outputs.append((name, folder.read(scene.name, scene.sources[0].shape), False))
     for kind in baselines:
-      outputs.append((kind, baseline(kind, scene.sources), True))
+      outputs.append((kind, baselines_lib.baseline(kind, scene.sources), True))
+    if jpeg_quality and task in FUSION_TASKS:
+      outputs += [(f'{name}+jpeg{jpeg_quality}', baselines_lib.jpeg_roundtrip(output, jpeg_quality), False)
+                  for name, output, is_new in outputs if is_new]
     for name, output, is_new in outputs:
       _score(results, task, name, scene, output, modes, crop)
       if save_images and is_new and out_dir is not None:
@@ -224,7 +160,7 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
                         step: int | None = None, manual_dir=None, data_dir=None, fused_dirs=(), baselines=(),
                         modes=None, padding: str | None = None, tile: int | None = None,
                         save_images: bool = True, max_examples: int | None = None,
-                        progress: bool = True) -> dict[str, dict]:
+                        jpeg_quality: int | None = None, progress: bool = True) -> dict[str, dict]:
   """Evaluates a checkpoint (or an already loaded `model` + `config`) on one or all of its test sets.
 
   Args:
@@ -238,6 +174,7 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
     modes: ('rgb', 'gray') subsets for MEF/MFF (default: rgb for MEF, both for MFF).
     padding, tile: inference protocol (default: the official one per task, see DEFAULT_PADDING / DEFAULT_TILE).
     save_images, max_examples, progress: write the outputs; evaluate only the first N images; tqdm bar.
+    jpeg_quality: also score the outputs re-encoded as JPEG (the official scripts save Lytro results as q95).
   Returns:
     {dataset spec: {'<method>/<mode>': {metric: mean, 'images': n}}}.
   """
@@ -249,7 +186,7 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
   if config is None:
     raise ValueError('evaluate_checkpoint: a model was given without its config')
   task = config.task
-  specs = [dataset_spec(dataset)] if dataset else list(config.data.eval_datasets)
+  specs = [scenes_lib.dataset_spec(dataset)] if dataset else list(config.data.eval_datasets)
   if not specs:
     raise ValueError('no dataset given and config.data.eval_datasets is empty')
   summaries = {}
@@ -258,10 +195,12 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
     out = None
     if output_dir is not None:
       out = pathlib.Path(output_dir) / _safe(name) if len(specs) > 1 else pathlib.Path(output_dir)
-    scenes = dataset_scenes(task, spec, config, manual_dir, data_dir)
+    scenes = scenes_lib.dataset_scenes(task, spec, config, manual_dir, data_dir)
+    total = scenes_lib.dataset_size(spec, config, manual_dir, data_dir)
     results = run_evaluation(task, scenes, dataset=name, output_dir=out, model=model, fused_dirs=fused_dirs,
                              baselines=baselines, modes=modes, padding=padding, tile=tile,
                              save_images=save_images, max_examples=max_examples, progress=progress,
+                             jpeg_quality=jpeg_quality, total=total,
                              meta={'checkpoint': None if checkpoint is None else str(checkpoint), 'step': step})
     summaries[spec] = results.summary()
   return summaries
@@ -269,7 +208,7 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
 
 def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, sources_dir=None, output_dir=None,
                         manual_dir=None, data_dir=None, baselines=(), modes=None, max_examples=None,
-                        progress: bool = True) -> dict:
+                        jpeg_quality: int | None = None, progress: bool = True) -> dict:
   """Scores other methods' fused images (MEF/MFF) against sources from a tfds test set or a folder."""
   if task not in FUSION_TASKS:
     raise ValueError(f'--fused_dir scores the fusion tasks {FUSION_TASKS}, not {task!r}')
@@ -277,18 +216,21 @@ def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, so
   if (dataset is None) == (sources_dir is None):
     raise ValueError('give exactly one of --dataset and --sources_dir for the source images')
   if dataset is not None:
-    spec = dataset_spec(dataset)
-    name, scenes = spec.split(':')[0], dataset_scenes(task, spec, None, manual_dir, data_dir)
+    spec = scenes_lib.dataset_spec(dataset)
+    name, scenes = spec.split(':')[0], scenes_lib.dataset_scenes(task, spec, None, manual_dir, data_dir)
+    total = scenes_lib.dataset_size(spec, None, manual_dir, data_dir)
   else:
-    name, scenes = pathlib.Path(sources_dir).name, folder_scenes(sources_dir)
+    name, scenes = pathlib.Path(sources_dir).name, scenes_lib.folder_scenes(sources_dir)
     # Scene names are known up front here: report a missing fused image before spending time on the others.
     names = [n for n, _, _ in folders.source_pairs(sources_dir)][:max_examples or None]
+    total = len(names)
     for spec in fused_dirs or ():
       folder = folders.FusedFolder(str(spec).rpartition('=')[2])
       for scene in names:
         folder.path(scene)
   results = run_evaluation(task, scenes, dataset=name, output_dir=output_dir, fused_dirs=fused_dirs,
-                           baselines=baselines, modes=modes, max_examples=max_examples, progress=progress)
+                           baselines=baselines, modes=modes, max_examples=max_examples, progress=progress,
+                           jpeg_quality=jpeg_quality, total=total)
   return results.summary()
 
 
@@ -310,6 +252,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--tile', type=int, help='tile size (0 = whole image; default 500 for HDR, else whole image)')
   p.add_argument('--max_examples', type=int, help='evaluate only the first N scenes')
   p.add_argument('--no_images', action='store_true', help='do not save the output images')
+  p.add_argument('--jpeg_quality', type=int, help='also score the outputs re-encoded as JPEG at this quality '
+                 '(95: how the official scripts save Lytro results)')
   return p
 
 
@@ -324,11 +268,12 @@ def main(argv: Sequence[str] | None = None) -> int:
       if args.task and args.task != config.task:
         raise ValueError(f'--task={args.task} but the checkpoint {args.checkpoint} is a {config.task} model')
       if args.sources_dir:
-        scenes = folder_scenes(args.sources_dir)
+        scenes = scenes_lib.folder_scenes(args.sources_dir)
         name = pathlib.Path(args.sources_dir).name
         run_evaluation(config.task, scenes, dataset=name, model=model, fused_dirs=args.fused_dir,
                        baselines=split(args.baselines), modes=split(args.modes), padding=args.padding,
                        tile=args.tile, save_images=not args.no_images, max_examples=args.max_examples,
+                       jpeg_quality=args.jpeg_quality,
                        output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name))
       else:
         out = args.output_dir or pathlib.Path('eval_results') / _safe((args.dataset or config.task).split(':')[0])
@@ -336,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             step=args.step, manual_dir=args.manual_dir, data_dir=args.data_dir,
                             fused_dirs=args.fused_dir, baselines=split(args.baselines), modes=split(args.modes),
                             padding=args.padding, tile=args.tile, save_images=not args.no_images,
-                            max_examples=args.max_examples)
+                            max_examples=args.max_examples, jpeg_quality=args.jpeg_quality)
     else:
       if not args.task:
         raise ValueError('--task is required without --checkpoint')
@@ -346,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       evaluate_fused_dirs(args.task, args.fused_dir, dataset=args.dataset, sources_dir=args.sources_dir,
                           output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name.split(':')[0]),
                           manual_dir=args.manual_dir, data_dir=args.data_dir, baselines=split(args.baselines),
-                          modes=split(args.modes), max_examples=args.max_examples)
+                          modes=split(args.modes), max_examples=args.max_examples,
+                          jpeg_quality=args.jpeg_quality)
   except (ValueError, FileNotFoundError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

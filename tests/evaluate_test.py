@@ -9,6 +9,7 @@ import pytest
 
 from mgdn_jax import evaluate
 from mgdn_jax import metrics
+from mgdn_jax.metrics import baselines
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / 'testdata' / 'metrics_golden' / 'golden.json').read_text())
 TOL = 1e-4
@@ -130,8 +131,22 @@ def test_mertens_baseline_is_skipped_without_cv2(tmp_path):
   _write_sources(tmp_path / 'src', ['s1'])
   summary = evaluate.evaluate_fused_dirs('mef', [], sources_dir=tmp_path / 'src', baselines=('average', 'mertens'),
                                          progress=False)
-  expected = {'average/rgb'} | ({'mertens/rgb'} if evaluate._import_cv2() else set())
+  expected = {'average/rgb'} | ({'mertens/rgb'} if baselines.import_cv2() else set())
   assert set(summary) == expected
+
+
+def test_jpeg_rows(tmp_path):
+  scenes = _write_sources(tmp_path / 'src', ['s1'])
+  summary = evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('average',),
+                                         modes=('gray',), jpeg_quality=95, progress=False)
+  assert set(summary) == {'average/gray', 'average+jpeg95/gray'}
+  a, b, _ = scenes['s1']
+  jpeg = baselines.jpeg_roundtrip(baselines.baseline('average', [a, b]), 95)
+  want = metrics.evaluate_fusion([a, b], jpeg, 'mff', gray=True)
+  got = summary['average+jpeg95/gray']
+  assert {k: got[k] for k in want} == pytest.approx(want, abs=1e-12)
+  with pytest.raises(ValueError, match='jpeg_quality must be in 1..100, got 0'):
+    evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('average',), jpeg_quality=0)
 
 
 @pytest.mark.parametrize('mode', ['rgb', 'gray'])
@@ -205,3 +220,49 @@ def test_checkpoint_on_demo_dataset(tiny_mff_checkpoint, tmp_path, capsys):
   means = summary['mgdn_demo/mff:test']
   assert means['again/rgb']['Qabf'] == pytest.approx(means['MGDN/rgb']['Qabf'], abs=1e-12)
   assert means['MGDN/rgb']['Qabf'] == pytest.approx(values['Qabf'], abs=1e-12)
+
+
+@pytest.fixture
+def fake_fuse(monkeypatch):
+  """Replaces the network by a cheap function of the streams and records the inference settings."""
+  inference = pytest.importorskip('mgdn_jax.inference')
+  calls = []
+
+  def fuse(model, images, **kwargs):
+    calls.append(kwargs)
+    return model(images)
+
+  monkeypatch.setattr(inference, 'fuse', fuse)
+  return calls
+
+
+def _hdr_guess(streams):
+  """A crude HDR estimate from the reference frame's linear half (stream_1 channels 3..5)."""
+  return np.clip(streams[1][..., 3:6] * 0.9, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize('task', ['hdr', 'gdsr'])
+def test_reference_tasks_plumbing(task, fake_fuse, tmp_path):
+  """HDR and GDSR rows from mgdn_demo test sets: the metrics of whatever the model returns, official settings."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({'task': task, 'data': {'eval_datasets': (f'mgdn_demo/{task}:test',),
+                                                             'data_dir': str(tmp_path / 'tfds')}})
+  # GDSR: the bicubic-upsampled input depth (stream_1) as the prediction, i.e. the bicubic baseline.
+  model = _hdr_guess if task == 'hdr' else (lambda streams: streams[1])
+  summary = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=tmp_path / 'out', max_examples=1,
+                                         progress=False)
+  doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  (name, got), = doc['results'][0]['per_image'].items()
+  scene = next(evaluate.scenes_lib.dataset_scenes(task, f'mgdn_demo/{task}:test', config))
+  assert scene.name == name
+  if task == 'hdr':
+    assert fake_fuse[0]['tile'] == 500 and fake_fuse[0]['overlap'] == 0    # the official 500x500 tiles
+    assert got == pytest.approx(metrics.hdr_metrics(_hdr_guess(scene.streams), scene.target), abs=1e-12)
+    assert (tmp_path / 'out' / 'MGDN' / f'{name}.png').is_file()
+  else:
+    assert doc['crop'] == 0                                                  # 6 only for NYU
+    want = metrics.gdsr_rmse_cm(scene.streams[1], scene.target, *scene.depth_range, crop=0)
+    assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
+    saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{name}.png'))
+    assert saved.dtype == np.uint16
+  assert summary[f'mgdn_demo/{task}:test']['MGDN/-']['images'] == 1

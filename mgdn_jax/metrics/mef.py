@@ -7,7 +7,6 @@ MEF-SSIM lives in `metrics.mef_ssim`.
   * `vif_fusion`: Han et al. (2013) fusion VIF -- not the Sheikh-Bovik image-quality VIF of sewar / piq.
 """
 import numpy as np
-from scipy import ndimage
 
 from mgdn_jax.metrics import common
 from mgdn_jax.metrics import mff

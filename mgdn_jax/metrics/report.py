@@ -48,6 +48,12 @@ class Results:
   def add(self, method: str, mode: str, name: str, values: dict) -> None:
     self.rows.append(Row(method, mode, name, {k: float(v) for k, v in values.items()}))
 
+  def sorted_rows(self) -> list[Row]:
+    """Rows grouped by (method, mode) in first-seen order, scenes sorted by name within a group (datasets may
+    yield them in any order)."""
+    order = {g: i for i, g in enumerate(self.groups())}
+    return sorted(self.rows, key=lambda r: (order[r.method, r.mode], r.name))
+
   def groups(self) -> list[tuple[str, str]]:
     """(method, mode) pairs in first-seen order."""
     seen = []
@@ -92,7 +98,7 @@ class Results:
     with open(paths['csv'], 'w', newline='') as fh:
       writer = csv.writer(fh)
       writer.writerow(['method', 'mode', 'name'] + cols)
-      for r in self.rows:
+      for r in self.sorted_rows():
         writer.writerow([r.method, r.mode, r.name] + [repr(r.values[c]) if c in r.values else '' for c in cols])
       for (method, mode), m in self.means().items():
         writer.writerow([method, mode, 'MEAN'] + [repr(m[c]) if c in m else '' for c in cols])
@@ -101,7 +107,7 @@ class Results:
       doc['results'].append({
           'method': method, 'mode': mode,
           'mean': {k: _clean(v) for k, v in m.items() if k != 'images'}, 'images': m['images'],
-          'per_image': {r.name: {k: _clean(v) for k, v in r.values.items()} for r in self.rows
+          'per_image': {r.name: {k: _clean(v) for k, v in r.values.items()} for r in self.sorted_rows()
                         if (r.method, r.mode) == (method, mode)},
       })
     paths['json'].write_text(json.dumps(doc, indent=1))
