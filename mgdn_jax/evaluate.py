@@ -115,6 +115,8 @@ def run_evaluation(task: str, scenes: Iterator[scenes_lib.Scene], *, dataset: st
     log.warning('OpenCV is not installed: skipping the mertens baseline')
     baselines = tuple(b for b in baselines if b != 'mertens')
   modes = tuple(modes or default_modes(task))
+  if task in FUSION_TASKS and not set(modes) <= {'rgb', 'gray'}:
+    raise ValueError(f'unknown modes {sorted(set(modes) - {"rgb", "gray"})}: expected rgb and/or gray')
   padding = padding or DEFAULT_PADDING[task]
   tile = DEFAULT_TILE.get(task) if tile is None else (tile or None)
   crop = (NYU_CROP if dataset.startswith('nyu') else 0) if crop is None else crop
@@ -146,7 +148,7 @@ def run_evaluation(task: str, scenes: Iterator[scenes_lib.Scene], *, dataset: st
   if not results.rows:
     raise ValueError(f'{dataset}: no scenes to evaluate')
   for name, folder in fused_folders:
-    if folder.unused():
+    if folder.unused() and not max_examples:
       log.warning('%s: %d fused images match no scene: %s', name, len(folder.unused()),
                   ', '.join(folder.unused()[:5]))
   if out_dir is not None:

@@ -123,6 +123,9 @@ def test_argument_and_layout_errors(tmp_path, capsys):
   assert '--task is required' in capsys.readouterr().err
   with pytest.raises(ValueError, match="unknown baseline 'median'"):
     evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('median',))
+  (tmp_path / 'src' / 'B' / 's2.png').write_bytes((tmp_path / 'src' / 'A' / 's2.png').read_bytes())
+  with pytest.raises(ValueError, match=r"unknown modes \['grey'\]"):
+    evaluate.evaluate_fused_dirs('mff', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src', modes=('grey',))
   with pytest.raises(ValueError, match="not 'hdr'"):
     evaluate.evaluate_fused_dirs('hdr', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src')
 
