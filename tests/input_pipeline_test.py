@@ -203,3 +203,19 @@ def test_missing_dataset_is_one_line(tmp_path):
     loader.data_source('mgdn_demo/xyz', 'train', data_dir=tmp_path)
   with pytest.raises(common.DataError, match="unknown dataset 'nope'"):
     loader.data_source('nope', 'train', data_dir=tmp_path)
+
+
+def test_pipelines_prepare_from_manual_dir(shared_dir, tmp_path):
+  """config.data.manual_dir holding nyu_gdsr/: the pipelines prepare it; eval follows the GDSR protocol exactly."""
+  config = make_config('gdsr', str(tmp_path), train_dataset='nyu_gdsr', train_split='test',
+                       manual_dir=str(shared_dir / 'data'), patch_size=64)
+  batch = next(input_pipeline.create_train_iter(config))
+  assert batch['stream_1'].shape == (4, 64, 64, 1)
+  examples = {str(ex['name'][0]): ex for ex in input_pipeline.create_eval_iter(config, 'nyu_gdsr:test')}
+  assert len(examples) == 8
+  ex = examples['1444']
+  golden = np.load(shared_dir / 'reference/metrics_golden/gdsr/nyu1444_x4_bicubic_up.npz')['up']
+  np.testing.assert_allclose(ex['stream_1'][0, ..., 0], golden, atol=1e-6)
+  depth = np.load(shared_dir / 'data/nyu_gdsr/Depth/1444.npy')
+  assert ex['depth_min'][0] == depth.min() and ex['depth_max'][0] == depth.max()
+  assert ex['stream_0'].shape == (1, 480, 640, 3) and ex['target'].shape == (1, 480, 640, 1)
