@@ -1,0 +1,284 @@
+"""Whole-image inference: padding, tiling with blended overlaps, and the per-task model-input encodings.
+
+`fuse(model, images)` runs an MGDN on K full-size `(H, W, C_k)` float32 images already in model input space and
+returns the `(H, W, C_out)` float32 output. Three padding protocols:
+
+* 'reflect' (default): reflect-pad bottom/right to a multiple of the window size, crop back. This is exactly what
+  the model does internally (MGDN_REFERENCE §3.4), done here so that every compiled shape is a window multiple.
+* 'official': the official MEF/MFF scripts (§10.1, §14.6): symmetric (edge-repeating) padding at the bottom and
+  right to the *next* multiple of 8, which adds a full 8 rows/columns when the size is already divisible.
+* 'none': hand the image to the model as is.
+
+Tiling. MGCA is a channel attention over *all* pixels of its input and the dynamic filters depend on it, so a tile
+sees different global statistics than the whole image: tiled and untiled outputs differ (beyond the seams), and
+overlap only hides seams. Tiles have one fixed size (the last row/column of tiles is shifted back inside the
+image), so one compilation serves all. Overlapping parts are cross-faded with linear ramps whose weights sum to 1.
+`tile=500, overlap=0` on a 1000×1500 image is the official HDR evaluation (2×3 tiles, each reflect-padded to
+504×504 by the model).
+
+Without a tile size, `fuse` estimates the memory of one full-size forward pass and tiles only when it would not
+fit (`auto_tile`), logging the choice.
+"""
+
+import functools
+import logging
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+import tqdm
+
+from data_pipelines import transforms
+
+OFFICIAL_MULTIPLE = 8
+PADDINGS = ('reflect', 'official', 'none')
+DEFAULT_OVERLAP = 32
+# Fraction of the free memory a forward pass may plan for (XLA scratch, fragmentation, the host copies).
+MEMORY_HEADROOM = 0.6
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------- padding
+
+
+def pad_reflect(x: np.ndarray, multiple: int) -> np.ndarray:
+  """(H, W, C) → reflect-padded at the bottom/right up to a multiple (mirror without repeating the edge)."""
+  h, w = x.shape[:2]
+  ph, pw = (-h) % multiple, (-w) % multiple
+  if ph >= h or pw >= w:
+    raise ValueError(f'image {h}x{w} is too small to reflect-pad to a multiple of {multiple}')
+  return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode='reflect')
+
+
+def pad_official(x: np.ndarray, multiple: int = OFFICIAL_MULTIPLE) -> np.ndarray:
+  """(H, W, C) → the official scripts' padding: (⌊h/m⌋ + 1)·m − h flipped rows at the bottom, then columns."""
+  h, w = x.shape[:2]
+  ph, pw = (h // multiple + 1) * multiple - h, (w // multiple + 1) * multiple - w
+  return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode='symmetric')
+
+
+def pad(x: np.ndarray, padding: str, multiple: int) -> np.ndarray:
+  if padding == 'reflect':
+    return pad_reflect(x, multiple)
+  if padding == 'official':
+    return pad_official(x)
+  if padding == 'none':
+    return x
+  raise ValueError(f'unknown padding {padding!r}; use one of {PADDINGS}')
+
+
+# ---------------------------------------------------------------------------------------------------- tiling
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+  """Start offsets of fixed-size tiles covering [0, size); the last one is shifted back to end at `size`."""
+  if tile >= size:
+    return [0]
+  stride = tile - overlap
+  if stride <= 0:
+    raise ValueError(f'overlap {overlap} must be smaller than the tile size {tile}')
+  return list(range(0, size - tile, stride)) + [size - tile]
+
+
+def _ramps(starts: list[int], tile: int) -> list[np.ndarray]:
+  """1-D blend weights per tile: linear ramps across each actual overlap, so neighbours' weights sum to 1."""
+  out = []
+  for i, s in enumerate(starts):
+    w = np.ones(tile, np.float32)
+    if i > 0:
+      n = starts[i - 1] + tile - s
+      if n > 0:
+        w[:n] = np.minimum(w[:n], (np.arange(n) + 0.5) / n)
+    if i + 1 < len(starts):
+      n = s + tile - starts[i + 1]
+      if n > 0:
+        w[tile - n:] = np.minimum(w[tile - n:], (n - np.arange(n) - 0.5) / n)
+    out.append(w)
+  return out
+
+
+def tiles(h: int, w: int, tile: int, overlap: int):
+  """[(y, x, th, tw, weight (th, tw))] covering an h×w image."""
+  th, tw = min(tile, h), min(tile, w)
+  ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+  wy, wx = _ramps(ys, th), _ramps(xs, tw)
+  return [(y, x, th, tw, np.outer(ay, ax)) for y, ay in zip(ys, wy) for x, ax in zip(xs, wx)]
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+
+
+def _attention_heads(model) -> int:
+  heads = [m.num_heads for _, m in nnx.iter_graph(model)
+           if isinstance(m, nnx.Module) and hasattr(m, 'relative_position_bias_table')]
+  return max(heads, default=6)
+
+
+def estimate_bytes(model, h: int, w: int) -> int:
+  """Rough peak memory (bytes) of one float32 forward pass on an h×w input (after padding).
+
+  Per pixel: the stream feature maps a stage keeps alive (∝ streams × channels) and the window-attention logits
+  (∝ heads × ws²). Fitted on the CPU to the peak-RSS growth of the 'mef' (8.1 KB/pixel), 'hdr' (9.9 KB) and 'mff'
+  (3.9 KB) presets between 256² and 512² inputs, rounded up by about 20 %; plus a fixed 300 MB (compiler, runtime).
+  """
+  dim = model.input_convs[0].out_features
+  per_pixel = 32 * model.num_streams * dim + 12 * _attention_heads(model) * model.window_size**2 + 1500
+  return int(per_pixel * h * w) + (300 << 20)
+
+
+def available_bytes() -> int:
+  """Free memory of the default device: accelerator memory stats, else the host's MemAvailable."""
+  dev = jax.devices()[0]
+  if dev.platform != 'cpu':
+    stats = dev.memory_stats() or {}
+    if 'bytes_limit' in stats:
+      return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def auto_tile(model, h: int, w: int, budget: int | None = None) -> int | None:
+  """None when the whole h×w image fits in `budget` (default: a share of the free memory), else a tile size."""
+  budget = int(MEMORY_HEADROOM * available_bytes()) if budget is None else budget
+  if estimate_bytes(model, h, w) <= budget:
+    return None
+  per_pixel = (estimate_bytes(model, 1024, 1024) - estimate_bytes(model, 0, 0)) / (1024 * 1024)
+  side = int(math.sqrt(max(budget - estimate_bytes(model, 0, 0), 0) / per_pixel))
+  ws = model.window_size
+  side = max(side // ws * ws, 8 * ws, 2 * DEFAULT_OVERLAP + ws)
+  return side
+
+
+# --------------------------------------------------------------------------------------------------- forward
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, state, *streams):
+  model = nnx.merge(graphdef, state)
+  fused, _ = model(*streams, train=False, rng=None)
+  return fused.astype(jnp.float32)
+
+
+def _run(model, streams: list[np.ndarray]) -> np.ndarray:
+  """One forward pass of (H, W, C_k) arrays; returns (H, W, C_out) float32 numpy."""
+  graphdef, state = nnx.split(model)
+  out = _forward(graphdef, state, *(jnp.asarray(x[None], jnp.float32) for x in streams))
+  return np.asarray(out[0])
+
+
+def check_inputs(model, images) -> tuple[int, int]:
+  if len(images) != model.num_streams:
+    raise ValueError(f'the model takes {model.num_streams} input images, got {len(images)}')
+  sizes = [x.shape[:2] for x in images]
+  for i, x in enumerate(images):
+    if x.ndim != 3 or x.shape[-1] != model.in_channels[i]:
+      raise ValueError(f'input {i} must be (H, W, {model.in_channels[i]}), got shape {x.shape}')
+  if len(set(sizes)) != 1:
+    raise ValueError(f'input images differ in size: {", ".join(f"{h}x{w}" for h, w in sizes)}')
+  return sizes[0]
+
+
+def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+         auto: bool = True, memory_budget: int | None = None, progress: bool = False) -> np.ndarray:
+  """Runs `model` on K full-size images in model input space.
+
+  Args:
+    model: an MGDN (any preset/dtype).
+    images: K float32 arrays (H, W, C_k), the same H, W (the streams of the data pipelines).
+    padding: 'reflect' | 'official' | 'none' (module docstring).
+    tile: tile size in pixels (square; clipped to the image); None = whole image unless it would not fit.
+    overlap: pixels shared by neighbouring tiles, cross-faded (ignored without tiling).
+    auto: pick a tile size automatically when the whole image would not fit in memory (only when tile is None).
+    memory_budget: bytes a forward pass may use (default: a share of the free device/host memory).
+    progress: show a tqdm bar over the tiles.
+  Returns:
+    (H, W, C_out) float32, the model output (in (0, 1)).
+  """
+  h, w = check_inputs(model, images)
+  ws = model.window_size
+  if padding == 'official':
+    images = [pad_official(x) for x in images]
+  ph, pw = images[0].shape[:2]
+  if tile is None and auto:
+    tile = auto_tile(model, ph + (-ph) % ws, pw + (-pw) % ws, memory_budget)
+    if tile is not None:
+      overlap = min(overlap, tile // 4)
+      log.info('a %dx%d image needs about %.1f GiB, more than available: tiling with %d px tiles, overlap %d',
+               ph, pw, estimate_bytes(model, ph, pw) / 2**30, tile, overlap)
+  tile_padding = 'none' if padding == 'none' else 'reflect'
+  if tile is None or (tile >= ph and tile >= pw):
+    out = _run(model, [pad(x, tile_padding, ws) for x in images])[:ph, :pw]
+  else:
+    if tile < ws:
+      raise ValueError(f'tile size {tile} is smaller than the window size {ws}')
+    grid = tiles(ph, pw, tile, overlap)
+    acc = weight = None
+    for y, x, th, tw, wt in tqdm.tqdm(grid, desc='tiles', unit='tile', disable=not progress, leave=False):
+      part = _run(model, [pad(im[y:y + th, x:x + tw], tile_padding, ws) for im in images])[:th, :tw]
+      if acc is None:
+        acc = np.zeros((ph, pw, part.shape[-1]), np.float32)
+        weight = np.zeros((ph, pw, 1), np.float32)
+      acc[y:y + th, x:x + tw] += part * wt[..., None]
+      weight[y:y + th, x:x + tw] += wt[..., None]
+    out = acc / weight
+  return out[:h, :w]
+
+
+def with_dtype(model, model_config, dtype: str):
+  """The same weights in a model built with compute dtype `dtype` ('float32' | 'bfloat16')."""
+  if dtype == model_config.dtype:
+    return model, model_config
+  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  cfg = model_config.copy_and_resolve_references()
+  cfg.dtype = dtype
+  abstract = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
+  graphdef, _ = nnx.split(abstract)
+  return nnx.merge(graphdef, nnx.state(model)), cfg
+
+
+# --------------------------------------------------------------------------------------- task input encodings
+
+
+def fusion_inputs(images: list[np.ndarray]) -> list[np.ndarray]:
+  """MEF/MFF: RGB in [0, 1] is the model input space (the official scripts feed img / 255)."""
+  return [np.asarray(x, np.float32) for x in images]
+
+
+def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarray]:
+  """HDR: each LDR frame L in [0, 1] (H, W, 3) → [L, L^2.2 / 2^EV] (H, W, 6); frames ordered under, ref, over."""
+  if len(ldrs) != len(exposures):
+    raise ValueError(f'{len(ldrs)} HDR frames but {len(exposures)} exposure values')
+  return [transforms.hdr_stream(l, ev) for l, ev in zip(ldrs, exposures)]
+
+
+def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
+  """GDSR: RGB guide in [0, 1] (H, W, 3) and depth (h, w) → (streams, (depth_min, depth_max)).
+
+  The depth is min–max normalised per map and upsampled to H×W with torch-style bicubic (the official evaluation).
+  A depth map as large as the guide is taken as high-resolution and first reduced by `scale` with PIL bicubic,
+  which reproduces the official evaluation protocol (simulated low-resolution input).
+  """
+  h, w = rgb.shape[:2]
+  if depth.shape[0] > h or depth.shape[1] > w:
+    raise ValueError(f'depth {depth.shape[0]}x{depth.shape[1]} is larger than the RGB guide {h}x{w}')
+  d_n, lo, hi = transforms.minmax_normalize(depth)
+  if depth.shape == (h, w) and scale > 1:
+    d_n = transforms.pil_bicubic_down(d_n, scale)
+  up = transforms.bicubic_up(d_n, (h, w))
+  return [transforms.imagenet_normalize(rgb), up[..., None]], (lo, hi)
+
+
+def gdsr_output(pred: np.ndarray, depth_range) -> np.ndarray:
+  """(H, W, 1) normalised prediction → (H, W) depth in the input's units (clamp to [0, 1] first, as evaluated)."""
+  lo, hi = depth_range
+  return (np.clip(pred[..., 0], 0., 1.) * (hi - lo) + lo).astype(np.float32)
