@@ -52,6 +52,9 @@ def test_filter_valid_matches_direct_correlation():
   w = np.array([1., 2., 4.])
   direct = np.array([[np.sum(x[i:i + 3, j:j + 3] * np.outer(w, w)) for j in range(13)] for i in range(10)])
   np.testing.assert_allclose(common.filter_valid(x, w), direct, rtol=1e-13)
+  np.testing.assert_array_equal(common.filter_valid(x, w, step=2), common.filter_valid(x, w)[::2, ::2])
+  with pytest.raises(ValueError, match=r'smaller than the 3x3 window'):
+    common.filter_valid(x[:2], w)
 
 
 @pytest.mark.parametrize('task', ['mef', 'mff'])

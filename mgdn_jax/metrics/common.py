@@ -85,13 +85,14 @@ def filter_same(x: np.ndarray, w1d: np.ndarray) -> np.ndarray:
   return ndimage.correlate1d(y, w1d, axis=1, mode='constant')
 
 
-def filter_valid(x: np.ndarray, w1d: np.ndarray) -> np.ndarray:
+def filter_valid(x: np.ndarray, w1d: np.ndarray, step: int = 1) -> np.ndarray:
   """Separable 2-D correlation with an odd 1-D window, 'valid' output (H-N+1, W-N+1) (MATLAB filter2 'valid').
 
   A strided view and a matrix product per axis: faster than a padded 'same' filter followed by a crop.
+  `step` > 1 keeps every step-th output row and column (computing only those), i.e. `filter_valid(x, w)[::s, ::s]`.
   """
   n = len(w1d)
   if x.shape[0] < n or x.shape[1] < n:
     raise ValueError(f'image of shape {x.shape} is smaller than the {n}x{n} window')
-  y = np.lib.stride_tricks.sliding_window_view(x, n, axis=0) @ w1d
-  return np.lib.stride_tricks.sliding_window_view(y, n, axis=1) @ w1d
+  y = np.lib.stride_tricks.sliding_window_view(x, n, axis=0)[::step] @ w1d
+  return np.lib.stride_tricks.sliding_window_view(y, n, axis=1)[:, ::step] @ w1d

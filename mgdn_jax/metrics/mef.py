@@ -93,12 +93,16 @@ _VIF_SCALE_WEIGHTS = np.array([1.0, 0.0, 0.15, 1.0]) / 2.15
 _EPS = 1e-10
 
 
-def _vif_maps(x: np.ndarray, f: np.ndarray, win: np.ndarray):
+def _local_stats(x: np.ndarray, win: np.ndarray):
+  """Local mean and (population) variance of x under the window, 'valid' borders, the variance floored at 0."""
+  mu = common.filter_valid(x, win)
+  return mu, np.maximum(common.filter_valid(x * x, win) - mu * mu, 0.0)
+
+
+def _vif_maps(x: np.ndarray, f: np.ndarray, win: np.ndarray, f_stats):
   """Per-pixel gain g, distorted information VID and reference information VIND of source x in f at one scale."""
-  mx = common.filter_valid(x, win)
-  mf = common.filter_valid(f, win)
-  sxx = np.maximum(common.filter_valid(x * x, win) - mx * mx, 0.0)
-  sff = np.maximum(common.filter_valid(f * f, win) - mf * mf, 0.0)
+  mf, sff = f_stats
+  mx, sxx = _local_stats(x, win)
   sxf = common.filter_valid(x * f, win) - mx * mf
   g = sxf / (sxx + _EPS)
   sv2 = sff - g * sxf
@@ -127,9 +131,12 @@ def vif_fusion(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     win = common.gaussian_1d(n, n / 5.0)
     if s > 1:
       # Low-pass ('valid') and keep every second pixel before the next scale.
-      a, b, f = (common.filter_valid(im, win)[::2, ::2] for im in (a, b, f))
-    ga, vid_a, vind_a = _vif_maps(a, f, win)
-    gb, vid_b, vind_b = _vif_maps(b, f, win)
+      a, b, f = (common.filter_valid(im, win, step=2) for im in (a, b, f))
+    if _VIF_SCALE_WEIGHTS[s - 1] == 0:
+      continue  # F_s is always finite (its denominator is >= C > 0), so a zero weight drops it exactly.
+    f_stats = _local_stats(f, win)
+    ga, vid_a, vind_a = _vif_maps(a, f, win, f_stats)
+    gb, vid_b, vind_b = _vif_maps(b, f, win, f_stats)
     use_a = ga < gb
     vid = np.where(use_a, vid_a, vid_b)
     vind = np.where(use_a, vind_a, vind_b)
