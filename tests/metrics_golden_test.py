@@ -105,3 +105,14 @@ def test_gdsr_golden_x4():
   assert abs(got - GOLDEN['gdsr']['rmse_cm']['x4']) <= TOL
   # Batch-shaped inputs (1, H, W, 1) as the eval pipeline yields them give the same number.
   assert metrics.gdsr_rmse_cm(up[None, ..., None], gt[None, ..., None], lo, hi) == got
+
+
+@pytest.mark.parametrize('scale', [4, 8, 16])
+def test_gdsr_golden_through_the_eval_encoding(scale):
+  """The eval pipeline's GDSR encoding (PIL bicubic down, torch-style bicubic up) with the network replaced by the
+  identity, scored by gdsr_rmse_cm: the golden bicubic RMSE of every scale."""
+  transforms = pytest.importorskip('data_pipelines.transforms')
+  depth = np.load(LOCAL / 'gdsr' / 'nyu1444_depth.npy')
+  ex = transforms.gdsr_example(np.zeros(depth.shape + (3,), np.uint8), depth, scale)
+  got = metrics.gdsr_rmse_cm(ex['stream_1'], ex['target'], ex['depth_min'], ex['depth_max'])
+  assert abs(got - GOLDEN['gdsr']['rmse_cm'][f'x{scale}']) <= TOL
