@@ -122,6 +122,12 @@ def test_psnr_mefb_formula():
   assert mff.psnr_true(a, a, f) == pytest.approx(10 * np.log10(255 ** 2 / 4))
 
 
+def test_qcb_normalisation():
+  x = np.array([[10., 20.], [30., 40.]])
+  np.testing.assert_array_equal(mef._qcb_normalise(x), [[0, 85], [170, 255]])
+  np.testing.assert_array_equal(mef._qcb_normalise(np.full((2, 2), 7.0)), np.zeros((2, 2)))
+
+
 def test_entropy_of_two_levels():
   f = np.zeros((8, 8))
   f[:, :4] = 200

@@ -40,11 +40,15 @@ def _csf(height: int, width: int) -> np.ndarray:
 
 
 def _qcb_normalise(x: np.ndarray) -> np.ndarray:
-  """Min-max stretch of a plane to [0, 255], rounded half away from zero; a constant plane is left unchanged."""
+  """Min-max stretch of a plane to [0, 255], rounded half away from zero.
+
+  A constant plane becomes all zeros (its minimum is subtracted and there is no range to stretch); the contrast
+  of such a plane is then 0/0, so Q_CB is NaN, as in the toolkit.
+  """
   x = x / 255.0
   lo, hi = x.min(), x.max()
   if hi == lo:
-    return x
+    return np.zeros_like(x)
   return common.matlab_round((x - lo) / (hi - lo) * 255.0)
 
 
