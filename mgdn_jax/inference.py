@@ -31,8 +31,6 @@ import numpy as np
 from flax import nnx
 import tqdm
 
-from data_pipelines import transforms
-
 OFFICIAL_MULTIPLE = 8
 PADDINGS = ('reflect', 'official', 'none')
 DEFAULT_OVERLAP = 32
@@ -234,6 +232,14 @@ def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, ov
   return out[:h, :w]
 
 
+def resize(img: np.ndarray, size) -> np.ndarray:
+  """(H, W, C) float → size = (h, w), PIL bicubic per channel (antialiased when shrinking)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32), mode='F')
+                      .resize((size[1], size[0]), Image.BICUBIC)) for c in range(img.shape[-1])]
+  return np.stack(chans, axis=-1).astype(np.float32)
+
+
 def with_dtype(model, model_config, dtype: str):
   """The same weights in a model built with compute dtype `dtype` ('float32' | 'bfloat16')."""
   if dtype == model_config.dtype:
@@ -258,6 +264,7 @@ def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarra
   """HDR: each LDR frame L in [0, 1] (H, W, 3) → [L, L^2.2 / 2^EV] (H, W, 6); frames ordered under, ref, over."""
   if len(ldrs) != len(exposures):
     raise ValueError(f'{len(ldrs)} HDR frames but {len(exposures)} exposure values')
+  from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
   return [transforms.hdr_stream(l, ev) for l, ev in zip(ldrs, exposures)]
 
 
@@ -268,6 +275,7 @@ def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
   A depth map as large as the guide is taken as high-resolution and first reduced by `scale` with PIL bicubic,
   which reproduces the official evaluation protocol (simulated low-resolution input).
   """
+  from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
   h, w = rgb.shape[:2]
   if depth.shape[0] > h or depth.shape[1] > w:
     raise ValueError(f'depth {depth.shape[0]}x{depth.shape[1]} is larger than the RGB guide {h}x{w}')

@@ -1,0 +1,399 @@
+r"""Fuse your own images with a trained or converted MGDN: `python -m mgdn_jax.fuse --help`.
+
+Examples:
+  python -m mgdn_jax.fuse --task=mff --checkpoint=ckpt/mff data/lytro/A data/lytro/B --output=out/ \
+      --padding=official
+  python -m mgdn_jax.fuse --task=hdr --checkpoint=ckpt/hdr a.tif b.tif c.tif --exposures=-2,0,2 --output=x.hdr
+  python -m mgdn_jax.fuse --task=gdsr --checkpoint=ckpt/gdsr rgb.jpg depth_lr.npy --output=depth.npy
+"""
+
+import argparse
+import dataclasses
+import glob
+import importlib.util
+import logging
+import os
+import pathlib
+import re
+import sys
+
+import numpy as np
+import tqdm
+
+from mgdn_jax import image_io
+from mgdn_jax import inference
+from mgdn_jax.image_io import InputError
+
+TASK_OUTPUTS = {'mef': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'), 'mff': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'),
+                'hdr': ('.hdr', '.exr'), 'gdsr': ('.npy', '.png', '.tif', '.tiff')}
+DEFAULT_FORMAT = {'mef': 'png', 'mff': 'png', 'hdr': 'hdr', 'gdsr': 'npy'}
+PREVIEW_SUFFIX = '_tonemapped.png'
+
+log = logging.getLogger('mgdn_jax.fuse')
+
+_DESCRIPTION = """\
+Fuse images with MGDN (Guan et al., ACM MM 2023): multi-exposure (mef: under, over), multi-focus (mff: A, B),
+HDR deghosting (hdr: three LDR frames under, reference, over + exposure values) and RGB-guided depth
+super-resolution (gdsr: RGB guide, low-resolution depth).
+
+INPUTS are either the K files of one scene (in stream order; gdsr: RGB then depth), or a batch:
+  * K folders, one per stream (e.g. lytro/A lytro/B, or RGB/ Depth/): files are paired by scene name (file name
+    without extension and without a trailing _A/_B/_under/_over/_rgb/_depth tag, case-insensitive);
+  * folders (or a quoted glob such as 'mefb/*'), one scene per folder (hdr: the frames + exposure.txt);
+  * a folder of files named <scene>_A.png, <scene>_B.png, ...
+For a batch, --output is a folder and each result is written as <scene>.<format>.
+
+Tiling: --tile runs the model on overlapping tiles and cross-fades them. MGCA attends over all pixels of its
+input, so a tiled result differs from the untiled one everywhere (not only at seams); use it for images that
+would not fit in memory. Without --tile the whole image is used unless the estimated memory does not fit, in
+which case a tile size is chosen and logged. --tile=500 --overlap=0 reproduces the official HDR evaluation.
+"""
+
+
+def _parse_exposures(text):
+  try:
+    return [float(v) for v in text.split(',')]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f'--exposures must be comma-separated numbers, got {text!r}') from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog='python -m mgdn_jax.fuse', description=_DESCRIPTION, epilog=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('inputs', nargs='+', metavar='INPUTS', help='image files, folders or quoted globs (see above)')
+  p.add_argument('--task', required=True, choices=('mef', 'mff', 'hdr', 'gdsr'))
+  p.add_argument('--checkpoint', required=True,
+                 help='exported model (checkpoint.save_model / mgdn_jax.convert --out) or a training workdir')
+  p.add_argument('--output', required=True, help='output file (one scene) or folder (batch)')
+  p.add_argument('--format', choices=('png', 'tif', 'jpg', 'hdr', 'exr', 'npy'),
+                 help='output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)')
+  p.add_argument('--bits', type=int, choices=(8, 16),
+                 help='bits of PNG/TIFF image outputs (default: 16 if any input has 16 bits, else 8)')
+  p.add_argument('--padding', choices=inference.PADDINGS, default='reflect',
+                 help="reflect: to the window multiple (default). official: the official MEF/MFF scripts' "
+                      'symmetric padding to the next multiple of 8 (+8 when already divisible); reproduces their '
+                      'outputs. none: leave it to the model')
+  p.add_argument('--tile', type=int, help='tile size in pixels (default: whole image if it fits in memory)')
+  p.add_argument('--overlap', type=int, default=inference.DEFAULT_OVERLAP, help='tile overlap in pixels')
+  p.add_argument('--no_auto_tile', action='store_true', help='never tile unless --tile is given')
+  p.add_argument('--memory_gb', type=float, help='memory a forward pass may use (default: 60%% of the free memory)')
+  p.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype (default: the checkpoint\'s)')
+  p.add_argument('--exposures', type=_parse_exposures,
+                 help='hdr: exposure values in stops of the frames, e.g. --exposures=-2,0,2 (default: '
+                      'exposure.txt beside the frames)')
+  p.add_argument('--scale', type=int, help='gdsr: upsampling factor (default: config.data.gdsr_scale)')
+  p.add_argument('--depth_scale', type=float, default=1000.,
+                 help='gdsr: integer depth files hold metres × depth_scale (default 1000: millimetres)')
+  p.add_argument('--resize_to_first', action='store_true',
+                 help='resize inputs of another size to the first one (bicubic) instead of failing')
+  return p
+
+
+# ------------------------------------------------------------------------------------------- scene discovery
+
+TASK_STREAMS = {'mef': (2, (3, 3)), 'mff': (2, (3, 3)), 'hdr': (3, (6, 6, 6)), 'gdsr': (2, (3, 1))}
+TASK_ROLES = {'mef': 'under-exposed, over-exposed', 'mff': 'focused on A, focused on B',
+              'hdr': 'under-exposed, reference, over-exposed frame', 'gdsr': 'RGB guide, depth'}
+# A trailing tag that names a file's role inside its scene; the rest of the name is the scene key.
+_ROLE = re.compile(r'^(.+?)[_\-. ](a|b|c|under|ref|mid|over|rgb|color|colour|guide|depth|lr)$', re.IGNORECASE)
+_RANK = {'a': 0, 'under': 0, 'rgb': 0, 'color': 0, 'colour': 0, 'guide': 0, 'b': 1, 'ref': 1, 'mid': 1,
+         'depth': 1, 'lr': 1, 'c': 2, 'over': 2}
+EXPOSURE_FILE = 'exposure.txt'
+
+
+@dataclasses.dataclass
+class Scene:
+  name: str
+  files: list[pathlib.Path]
+  exposures: list[float] | None = None
+  output: pathlib.Path | None = None
+
+
+def _split(path: pathlib.Path) -> tuple[str, str, int]:
+  """(scene key, display name, rank of the role tag or -1)."""
+  m = _ROLE.match(path.stem)
+  if m:
+    return m.group(1).lower(), m.group(1), _RANK[m.group(2).lower()]
+  return path.stem.lower(), path.stem, -1
+
+
+def _is_depth(path: pathlib.Path) -> bool:
+  m = _ROLE.match(path.stem)
+  return path.suffix.lower() == '.npy' or bool(m and m.group(2).lower() in ('depth', 'lr'))
+
+
+def _input_files(task, folder: pathlib.Path) -> list[pathlib.Path]:
+  suffixes = image_io.LDR_SUFFIXES + (('.npy',) if task == 'gdsr' else ())
+  return sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith('.')
+                 and f.suffix.lower() in suffixes and not f.name.endswith(PREVIEW_SUFFIX)),
+                key=lambda f: f.name.lower())
+
+
+def _make_scene(task, name, files, exposures, folder, explicit=False) -> Scene:
+  k = TASK_STREAMS[task][0]
+  if len(files) != k:
+    listing = ', '.join(str(f) for f in files)
+    raise InputError(f'task {task} needs {k} inputs ({TASK_ROLES[task]}), got {len(files)} for {name}: {listing}')
+  if task == 'gdsr':
+    files = sorted(files, key=_is_depth)
+    if _is_depth(files[0]) or not _is_depth(files[1]) and not explicit:
+      raise InputError(f'cannot tell the RGB guide from the depth in {name}: use .npy for the depth or name it '
+                       '*_depth.png')
+  elif not explicit:
+    files = sorted(files, key=lambda f: (_split(f)[2], f.name.lower()))
+  if task == 'hdr':
+    if exposures is None:
+      ev_file = (folder or files[0].parent) / EXPOSURE_FILE
+      if not ev_file.is_file():
+        raise InputError(f'task hdr needs exposure values for {name}: pass --exposures=-2,0,2 or put '
+                         f'{EXPOSURE_FILE} beside the frames')
+      exposures = image_io.read_exposures(ev_file)
+    if len(exposures) != k:
+      raise InputError(f'task hdr needs {k} exposure values for {name}, got {len(exposures)}: {exposures}')
+  return Scene(name, list(files), exposures)
+
+
+def _group(task, files, exposures, folder) -> list[Scene]:
+  groups = {}
+  for f in files:
+    groups.setdefault(_split(f)[0], []).append(f)
+  return [_make_scene(task, _split(fs[0])[1], fs, exposures, folder) for fs in groups.values()]
+
+
+def _is_scene_dir(task, folder) -> bool:
+  files = _input_files(task, folder)
+  if task == 'hdr' and (folder / EXPOSURE_FILE).is_file():
+    return bool(files)
+  return len(files) == TASK_STREAMS[task][0] and len({_split(f)[0] for f in files}) == 1
+
+
+def _scenes_in_dir(task, folder, exposures) -> list[Scene]:
+  files = _input_files(task, folder)
+  if files:
+    if _is_scene_dir(task, folder):
+      return [_make_scene(task, folder.name, files, exposures, folder)]
+    return _group(task, files, exposures, folder)
+  subdirs = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith('.')),
+                   key=lambda d: d.name.lower())
+  scenes = [s for d in subdirs if _input_files(task, d) for s in _scenes_in_dir(task, d, exposures)]
+  if not scenes:
+    raise InputError(f'no input images in {folder}')
+  return scenes
+
+
+def _pair_stream_dirs(task, dirs, exposures) -> list[Scene]:
+  """K folders, one per stream: pair their files by scene key."""
+  tables = []
+  for d in dirs:
+    table = {}
+    for f in _input_files(task, d):
+      key = _split(f)[0]
+      if key in table:
+        raise InputError(f'{table[key]} and {f} have the same scene name')
+      table[key] = f
+    if not table:
+      raise InputError(f'no input images in {d}')
+    tables.append(table)
+  for d, table in zip(dirs, tables):
+    for other_d, other in zip(dirs, tables):
+      missing = sorted(set(table) - set(other))
+      if missing:
+        raise InputError(f'{table[missing[0]]} has no match in {other_d} ({len(missing)} unmatched)')
+  return [_make_scene(task, _split(tables[0][key])[1], [t[key] for t in tables], exposures, None, explicit=True)
+          for key in sorted(tables[0])]
+
+
+def find_scenes(task, paths, exposures=None) -> list[Scene]:
+  """The scenes named by the expanded command-line inputs (see the --help text)."""
+  k = TASK_STREAMS[task][0]
+  files = [p for p in paths if p.is_file()]
+  dirs = [p for p in paths if p.is_dir()]
+  if files and dirs:
+    raise InputError(f'give either files or folders, not both: {", ".join(str(p) for p in paths)}')
+  if files:
+    if len(files) == k:
+      return [_make_scene(task, _split(files[0])[1], files, exposures, None, explicit=True)]
+    keys = [_split(f)[0] for f in files]
+    if len(files) < k or any(keys.count(key) != k for key in keys):
+      listing = ', '.join(str(f) for f in files)
+      raise InputError(f'task {task} needs {k} inputs ({TASK_ROLES[task]}), got {len(files)}: {listing}')
+    return _group(task, files, exposures, None)
+  if len(dirs) == k and not all(_is_scene_dir(task, d) for d in dirs):
+    return _pair_stream_dirs(task, dirs, exposures)
+  return [s for d in dirs for s in _scenes_in_dir(task, d, exposures)]
+
+
+def assign_outputs(scenes, output, fmt) -> None:
+  """One scene: `output` is the file (or a folder to put it in). A batch: `output` is a folder."""
+  out = pathlib.Path(output)
+  if len(scenes) == 1 and not out.is_dir() and not str(output).endswith(os.sep):
+    scenes[0].output = out
+    return
+  if not out.is_dir():
+    if not out.parent.is_dir():
+      raise InputError(f'cannot write output {out}: folder {out.parent} does not exist')
+    try:
+      out.mkdir()
+    except OSError as e:
+      raise InputError(f'cannot write output {out}: {e.strerror}') from None
+  seen = {}
+  for s in scenes:
+    if s.name.lower() in seen:
+      raise InputError(f'two scenes are both named {s.name}: {seen[s.name.lower()][0]} and {s.files[0]}')
+    seen[s.name.lower()] = s.files
+    s.output = out / f'{s.name}.{fmt}'
+
+# ----------------------------------------------------------------------------------------- reading inputs
+
+
+def _same_size(paths, images, resize_to_first):
+  sizes = [im.shape[:2] for im in images]
+  if len(set(sizes)) == 1:
+    return images
+  if not resize_to_first:
+    listing = ', '.join(f'{p} {h}x{w}' for p, (h, w) in zip(paths, sizes))
+    raise InputError(f'inputs differ in size: {listing} (pass --resize_to_first to resize them to the first)')
+  log.warning('resizing %s to %dx%d', ', '.join(str(p) for p, s in zip(paths, sizes) if s != sizes[0]),
+              *sizes[0])
+  return [im if im.shape[:2] == sizes[0] else inference.resize(im, sizes[0]) for im in images]
+
+
+def load_scene(scene, args, scale):
+  """Reads one scene's files → (model inputs, bits of the inputs, depth range or None)."""
+  if args.task == 'gdsr':
+    rgb, bits = image_io.read_image(scene.files[0])
+    depth = image_io.read_depth(scene.files[1], args.depth_scale)
+    if depth.shape[0] > rgb.shape[0] or depth.shape[1] > rgb.shape[1]:
+      raise InputError(f'depth {scene.files[1]} ({depth.shape[0]}x{depth.shape[1]}) is larger than the RGB guide '
+                       f'{scene.files[0]} ({rgb.shape[0]}x{rgb.shape[1]})')
+    if depth.shape == rgb.shape[:2]:
+      if not scale:
+        raise InputError(f'depth {scene.files[1]} is as large as the guide: pass --scale to simulate its '
+                         'low-resolution version')
+      log.info('%s: depth has the guide\'s size, reduced ×%d first (official evaluation protocol)', scene.name, scale)
+    elif scale and (rgb.shape[0] != depth.shape[0] * scale or rgb.shape[1] != depth.shape[1] * scale):
+      log.warning('%s: guide %dx%d is not ×%d the depth %dx%d', scene.name, *rgb.shape[:2], scale, *depth.shape)
+    streams, depth_range = inference.gdsr_inputs(rgb, depth, scale or 1)
+    return streams, bits, depth_range
+  images, bits = [], []
+  for f in scene.files:
+    img, b = image_io.read_image(f)
+    images.append(img)
+    bits.append(b)
+  images = _same_size(scene.files, images, args.resize_to_first)
+  if args.task == 'hdr':
+    return inference.hdr_inputs(images, scene.exposures), max(bits), None
+  return inference.fusion_inputs(images), max(bits), None
+
+
+def write_result(out, scene, args, bits, depth_range) -> None:
+  if args.task == 'hdr':
+    image_io.write_radiance(scene.output, out)
+    image_io.write_image(preview_path(scene.output), image_io.mu_law(out), bits=8)
+  elif args.task == 'gdsr':
+    image_io.write_depth(scene.output, inference.gdsr_output(out, depth_range), args.depth_scale)
+  else:
+    image_io.write_image(scene.output, out, bits=args.bits or (16 if bits >= 16 else 8))
+
+
+def preview_path(path) -> pathlib.Path:
+  path = pathlib.Path(path)
+  return path.with_name(path.stem + PREVIEW_SUFFIX)
+
+
+# --------------------------------------------------------------------------------------------------- model
+
+
+def _load_model(args):
+  from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(args.checkpoint):
+    raise InputError(f'checkpoint {args.checkpoint} is not a folder (exported model or training workdir)')
+  try:
+    model, config = checkpoint.load_model(args.checkpoint)
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    raise InputError(f'cannot load checkpoint {args.checkpoint}: {e}') from None
+  mcfg = config.model
+  want = TASK_STREAMS[args.task]
+  if (mcfg.num_streams, tuple(mcfg.in_channels)) != want:
+    raise InputError(f'checkpoint {args.checkpoint} takes {mcfg.num_streams} streams of {tuple(mcfg.in_channels)} '
+                     f'channels, --task={args.task} needs {want[0]} of {want[1]}')
+  if mcfg.task != args.task:
+    log.warning('checkpoint %s was configured for task %s, running it as %s', args.checkpoint, mcfg.task,
+                args.task)
+  if args.dtype:
+    model, _ = inference.with_dtype(model, mcfg, args.dtype)
+  return model, config
+
+
+def _scale(args, config):
+  """GDSR factor: --scale, else the checkpoint's config.data.gdsr_scale."""
+  data = config.get('data') or {}
+  return args.scale or (data.get('gdsr_scale') if args.task == 'gdsr' and hasattr(data, 'get') else None)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def expand_inputs(inputs) -> list[pathlib.Path]:
+  out = []
+  for item in inputs:
+    if not os.path.exists(item) and glob.has_magic(item):
+      matches = sorted(glob.glob(item))
+      if not matches:
+        raise InputError(f'no file matches {item}')
+      out.extend(pathlib.Path(m) for m in matches)
+    elif not os.path.exists(item):
+      raise InputError(f'input {item} does not exist')
+    else:
+      out.append(pathlib.Path(item))
+  return out
+
+
+def run(args) -> list[pathlib.Path]:
+  """Fuses every scene; returns the written outputs."""
+  if args.tile is not None and args.tile <= 0:
+    raise InputError(f'--tile must be positive, got {args.tile}')
+  if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+    raise InputError(f'--overlap must be in [0, tile size), got {args.overlap}')
+  scenes = find_scenes(args.task, expand_inputs(args.inputs), exposures=args.exposures)
+  fmt = args.format or DEFAULT_FORMAT[args.task]
+  assign_outputs(scenes, args.output, fmt)
+  for s in scenes:
+    if s.output.suffix.lower() not in TASK_OUTPUTS[args.task]:
+      raise InputError(f'cannot write {s.output}: task {args.task} writes '
+                       f'{", ".join(TASK_OUTPUTS[args.task])}')
+    image_io.check_writable(s.output)
+    if args.task == 'hdr':
+      image_io.check_writable(preview_path(s.output))
+  if any(s.output.suffix.lower() == '.exr' for s in scenes) and not importlib.util.find_spec('OpenEXR'):
+    raise InputError('.exr output needs the OpenEXR package (pip install OpenEXR); use .hdr')
+  model, config = _load_model(args)
+  scale = _scale(args, config)
+  budget = int(args.memory_gb * 2**30) if args.memory_gb else None
+  written = []
+  for scene in tqdm.tqdm(scenes, desc='scenes', unit='scene', disable=len(scenes) < 2):
+    streams, bits, depth_range = load_scene(scene, args, scale)
+    try:
+      out = inference.fuse(model, streams, padding=args.padding, tile=args.tile, overlap=args.overlap,
+                           auto=not args.no_auto_tile, memory_budget=budget, progress=True)
+    except ValueError as e:
+      raise InputError(f'{scene.name}: {e}') from None
+    write_result(out, scene, args, bits, depth_range)
+    log.info('%s → %s', scene.name, scene.output)
+    written.append(scene.output)
+  return written
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
+  logging.getLogger('mgdn_jax').setLevel(logging.INFO)
+  try:
+    run(args)
+  except (InputError, OSError) as e:
+    raise SystemExit(f'fuse: error: {e}') from None
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
