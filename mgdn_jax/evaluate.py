@@ -4,6 +4,9 @@
   python -m mgdn_jax.evaluate --task=mff --checkpoint=DIR --dataset=lytro --manual_dir=../shared/data
   # Another method's results (file names = scene names), sources from a folder (A/ + B/, or MEFB layout):
   python -m mgdn_jax.evaluate --task=mff --fused_dir=U2Fusion=results/u2f --sources_dir=../shared/data/lytro
+  # MEFB's output folder (all methods side by side as <scene>_<method>.<ext>), two methods in one table:
+  python -m mgdn_jax.evaluate --task=mef --sources_dir=../shared/data/mefb --fused_pattern='{scene}_{method}' \
+      --fused_dir=U2Fusion=MEFB/output/fused_images --fused_dir=DEM=MEFB/output/fused_images
   # Both at once, plus the plain-average baseline (and OpenCV Mertens for MEF when cv2 is installed):
   python -m mgdn_jax.evaluate --task=mef --checkpoint=DIR --dataset=mefb --fused_dir=OTHER --baselines=average
 
@@ -80,12 +83,13 @@ def _score(results: report.Results, task: str, method: str, scene: scenes_lib.Sc
     results.add(method, '-', scene.name, {'rmse_cm': rmse})
 
 
-def _parse_fused_dirs(fused_dirs) -> list[tuple[str, folders.FusedFolder]]:
-  """'NAME=DIR' or 'DIR' (the method is then named after the folder)."""
+def _parse_fused_dirs(fused_dirs, pattern: str = '{scene}') -> list[tuple[str, folders.FusedFolder]]:
+  """'NAME=DIR' or 'DIR' (the method is then named after the folder); files named by `pattern`."""
   out = []
   for spec in fused_dirs or ():
     name, _, folder = str(spec).rpartition('=')
-    out.append((name or pathlib.Path(folder).name, folders.FusedFolder(folder)))
+    name = name or pathlib.Path(folder).name
+    out.append((name, folders.FusedFolder(folder, pattern, name)))
   return out
 
 
@@ -98,11 +102,12 @@ def _check_baselines(baselines) -> None:
 def run_evaluation(task: str, scenes: Iterator[scenes_lib.Scene], *, dataset: str, output_dir=None, model=None,
                    method_name: str = 'MGDN', fused_dirs=(), baselines=(), modes=None, padding=None, tile=None,
                    crop: int | None = None, save_images: bool = True, max_examples: int | None = None,
-                   jpeg_quality: int | None = None, progress: bool = True, total: int | None = None,
-                   meta: dict | None = None, echo: bool = True) -> report.Results:
+                   jpeg_quality: int | None = None, fused_pattern: str = '{scene}', progress: bool = True,
+                   total: int | None = None, meta: dict | None = None, echo: bool = True) -> report.Results:
   """Scores the model (if given), each fused folder and each baseline on every scene; writes the report files.
 
   `jpeg_quality` adds rows '<method>+jpeg<q>' for the model and baseline outputs re-encoded as JPEG (MEF/MFF).
+  `fused_pattern` names the fused files from {scene} and {method} (default '{scene}'; MEFB: '{scene}_{method}').
   """
   if task not in TASKS:
     raise ValueError(f'unknown task {task!r}: expected one of {TASKS}')
@@ -120,7 +125,7 @@ def run_evaluation(task: str, scenes: Iterator[scenes_lib.Scene], *, dataset: st
   padding = padding or DEFAULT_PADDING[task]
   tile = DEFAULT_TILE.get(task) if tile is None else (tile or None)
   crop = (NYU_CROP if dataset.startswith('nyu') else 0) if crop is None else crop
-  fused_folders = _parse_fused_dirs(fused_dirs)
+  fused_folders = _parse_fused_dirs(fused_dirs, fused_pattern)
   out_dir = pathlib.Path(output_dir) if output_dir is not None else None
   results = report.Results(task, dataset, {**(meta or {}), 'padding': padding, 'tile': tile, 'crop': crop})
   if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
@@ -162,7 +167,8 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
                         step: int | None = None, manual_dir=None, data_dir=None, fused_dirs=(), baselines=(),
                         modes=None, padding: str | None = None, tile: int | None = None,
                         save_images: bool = True, max_examples: int | None = None,
-                        jpeg_quality: int | None = None, progress: bool = True) -> dict[str, dict]:
+                        jpeg_quality: int | None = None, fused_pattern: str = '{scene}',
+                        progress: bool = True) -> dict[str, dict]:
   """Evaluates a checkpoint (or an already loaded `model` + `config`) on one or all of its test sets.
 
   Args:
@@ -172,7 +178,8 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
     model, config: a loaded model and its full config instead of `checkpoint`.
     step: workdir only: evaluate this step instead of the best / latest.
     manual_dir, data_dir: override config.data.manual_dir / data_dir for preparing and reading the datasets.
-    fused_dirs, baselines: extra rows (MEF/MFF): other methods' folders ('NAME=DIR') and 'average' / 'mertens'.
+    fused_dirs, baselines: extra rows (MEF/MFF): other methods' folders ('NAME=DIR') and 'average' / 'mertens';
+      fused_pattern names their files ('{scene}' by default, '{scene}_{method}' for MEFB's output folder).
     modes: ('rgb', 'gray') subsets for MEF/MFF (default: rgb for MEF, both for MFF).
     padding, tile: inference protocol (default: the official one per task, see DEFAULT_PADDING / DEFAULT_TILE).
     save_images, max_examples, progress: write the outputs; evaluate only the first N images; tqdm bar.
@@ -202,7 +209,7 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
     results = run_evaluation(task, scenes, dataset=name, output_dir=out, model=model, fused_dirs=fused_dirs,
                              baselines=baselines, modes=modes, padding=padding, tile=tile,
                              save_images=save_images, max_examples=max_examples, progress=progress,
-                             jpeg_quality=jpeg_quality, total=total,
+                             jpeg_quality=jpeg_quality, fused_pattern=fused_pattern, total=total,
                              meta={'checkpoint': None if checkpoint is None else str(checkpoint), 'step': step})
     summaries[spec] = results.summary()
   return summaries
@@ -210,7 +217,8 @@ def evaluate_checkpoint(checkpoint=None, *, dataset: str | None = None, output_d
 
 def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, sources_dir=None, output_dir=None,
                         manual_dir=None, data_dir=None, baselines=(), modes=None, max_examples=None,
-                        jpeg_quality: int | None = None, progress: bool = True) -> dict:
+                        jpeg_quality: int | None = None, fused_pattern: str = '{scene}',
+                        progress: bool = True) -> dict:
   """Scores other methods' fused images (MEF/MFF) against sources from a tfds test set or a folder."""
   if task not in FUSION_TASKS:
     raise ValueError(f'--fused_dir scores the fusion tasks {FUSION_TASKS}, not {task!r}')
@@ -226,13 +234,12 @@ def evaluate_fused_dirs(task: str, fused_dirs, *, dataset: str | None = None, so
     # Scene names are known up front here: report a missing fused image before spending time on the others.
     names = [n for n, _, _ in folders.source_pairs(sources_dir)][:max_examples or None]
     total = len(names)
-    for spec in fused_dirs or ():
-      folder = folders.FusedFolder(str(spec).rpartition('=')[2])
+    for _, folder in _parse_fused_dirs(fused_dirs, fused_pattern):
       for scene in names:
         folder.path(scene)
   results = run_evaluation(task, scenes, dataset=name, output_dir=output_dir, fused_dirs=fused_dirs,
                            baselines=baselines, modes=modes, max_examples=max_examples, progress=progress,
-                           jpeg_quality=jpeg_quality, total=total)
+                           jpeg_quality=jpeg_quality, fused_pattern=fused_pattern, total=total)
   return results.summary()
 
 
@@ -245,6 +252,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--sources_dir', help='MEF/MFF source folder (A/ + B/, under/ + over/, or <scene>/*_A.*, *_B.*)')
   p.add_argument('--fused_dir', action='append', default=[], help='NAME=DIR or DIR of fused images named after '
                  'the scenes (repeatable)')
+  p.add_argument('--fused_pattern', default='{scene}', help="fused file stem from {scene} and {method}, e.g. "
+                 "'{scene}_{method}' for MEFB's output/fused_images (default '{scene}')")
   p.add_argument('--baselines', default='', help='comma list of average,mertens (MEF/MFF)')
   p.add_argument('--modes', default='', help='comma list of rgb,gray (MEF/MFF; default rgb for MEF, both for MFF)')
   p.add_argument('--output_dir', default=None, help='default: eval_results/<dataset>')
@@ -275,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_evaluation(config.task, scenes, dataset=name, model=model, fused_dirs=args.fused_dir,
                        baselines=split(args.baselines), modes=split(args.modes), padding=args.padding,
                        tile=args.tile, save_images=not args.no_images, max_examples=args.max_examples,
-                       jpeg_quality=args.jpeg_quality,
+                       jpeg_quality=args.jpeg_quality, fused_pattern=args.fused_pattern,
                        output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name))
       else:
         out = args.output_dir or pathlib.Path('eval_results') / _safe((args.dataset or config.task).split(':')[0])
@@ -283,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             step=args.step, manual_dir=args.manual_dir, data_dir=args.data_dir,
                             fused_dirs=args.fused_dir, baselines=split(args.baselines), modes=split(args.modes),
                             padding=args.padding, tile=args.tile, save_images=not args.no_images,
-                            max_examples=args.max_examples, jpeg_quality=args.jpeg_quality)
+                            max_examples=args.max_examples, jpeg_quality=args.jpeg_quality,
+                            fused_pattern=args.fused_pattern)
     else:
       if not args.task:
         raise ValueError('--task is required without --checkpoint')
@@ -294,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           output_dir=args.output_dir or pathlib.Path('eval_results') / _safe(name.split(':')[0]),
                           manual_dir=args.manual_dir, data_dir=args.data_dir, baselines=split(args.baselines),
                           modes=split(args.modes), max_examples=args.max_examples,
-                          jpeg_quality=args.jpeg_quality)
+                          jpeg_quality=args.jpeg_quality, fused_pattern=args.fused_pattern)
   except (ValueError, FileNotFoundError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

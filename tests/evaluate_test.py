@@ -90,6 +90,28 @@ def test_fused_dir_mefb_layout_mef(tmp_path):
   assert summary['fused/rgb']['images'] == 2
 
 
+def test_mefb_output_folder_pattern(tmp_path, capsys):
+  """MEFB keeps every method's result in one folder as <scene>_<method>.<ext>."""
+  scenes = _write_sources(tmp_path / 'src', ['507', 'Arno'], layout='mefb', seed=2)
+  out = tmp_path / 'fused_images'
+  out.mkdir()
+  for n, (a, b, f) in scenes.items():
+    Image.fromarray(f).save(out / f'{n}_GOOD.png')
+    Image.fromarray(a).save(out / f'{n}_DARK.jpg')
+  summary = evaluate.evaluate_fused_dirs('mef', [f'GOOD={out}', f'DARK={out}'], sources_dir=tmp_path / 'src',
+                                         fused_pattern='{scene}_{method}', progress=False)
+  assert set(summary) == {'GOOD/rgb', 'DARK/rgb'}
+  a, b, f = scenes['Arno']
+  assert summary['GOOD/rgb']['CE'] == pytest.approx(np.mean([
+      metrics.evaluate_fusion([x[0], x[1]], x[2], 'mef')['CE'] for x in scenes.values()]), abs=1e-12)
+  assert evaluate.main(['--task=mef', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=U2F={out}',
+                        '--fused_pattern={scene}_{method}']) == 1
+  assert capsys.readouterr().err.strip().splitlines()[-1] == (
+      f'error: scene 507: no fused image 507_U2F.<png|jpg|...> in {out}')
+  with pytest.raises(ValueError, match=r"must contain \{scene\}"):
+    evaluate.evaluate_fused_dirs('mef', [str(out)], sources_dir=tmp_path / 'src', fused_pattern='{method}')
+
+
 def test_missing_and_mismatched_fused_images(tmp_path, capsys):
   scenes = _write_sources(tmp_path / 'src', ['s1', 's2'])
   _write_fused(tmp_path / 'fused', scenes)

@@ -5,7 +5,9 @@ Source layouts accepted by `source_scenes(root)` (the ones the official scripts 
     paired by index like the official scripts; the scene name is the A file's stem without a trailing `_A`;
   * `root/<Name>/` folders holding one `*_A.*` and one `*_B.*` file (MEFB; case-insensitive `a`/`b`): the scene
     name is the folder name.
-Fused images are matched to scenes by file stem (`<scene>.<ext>`, case-insensitive), e.g. `lytro_01.png`.
+Fused images are matched to scenes by file stem, case-insensitively: by default `<scene>.<ext>` (e.g.
+`lytro_01.png`); a pattern such as '{scene}_{method}' reads MEFB's output folder, where all methods' results sit
+side by side as `<scene>_<method>.<ext>` (e.g. `507_U2Fusion.tif`).
 """
 import pathlib
 from typing import Iterator
@@ -83,8 +85,15 @@ def source_scenes(root) -> Iterator[tuple[str, list[np.ndarray]]]:
 class FusedFolder:
   """Other methods' fused images in one folder, looked up by scene name."""
 
-  def __init__(self, folder):
+  def __init__(self, folder, pattern: str = '{scene}', method: str = ''):
     self.folder = pathlib.Path(folder)
+    self.pattern, self.method = pattern, method
+    try:
+      pattern.format(scene='x', method=method)
+    except (KeyError, IndexError, ValueError):
+      raise FolderError(f'fused pattern {pattern!r}: only {{scene}} and {{method}} may be used') from None
+    if '{scene}' not in pattern:
+      raise FolderError(f'fused pattern {pattern!r} must contain {{scene}}')
     if not self.folder.is_dir():
       raise FolderError(f'fused_dir {self.folder} does not exist')
     self._by_stem: dict[str, list[pathlib.Path]] = {}
@@ -95,13 +104,14 @@ class FusedFolder:
     self.used: set[str] = set()
 
   def path(self, scene: str) -> pathlib.Path:
-    found = self._by_stem.get(scene.lower(), [])
+    stem = self.pattern.format(scene=scene, method=self.method)
+    found = self._by_stem.get(stem.lower(), [])
     if not found:
-      raise FolderError(f'scene {scene}: no fused image {scene}.<png|jpg|...> in {self.folder}')
+      raise FolderError(f'scene {scene}: no fused image {stem}.<png|jpg|...> in {self.folder}')
     if len(found) > 1:
       raise FolderError(f'scene {scene}: several fused images match in {self.folder}: '
                         f'{", ".join(p.name for p in found)}')
-    self.used.add(scene.lower())
+    self.used.add(stem.lower())
     return found[0]
 
   def read(self, scene: str, shape: tuple[int, ...]) -> np.ndarray:
