@@ -81,11 +81,12 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
   model_overrides = {}
   for t in tokens:
     if t == 'demo':
+      c.model_name = {'hdr': 'tiny_hdr', 'gdsr': 'tiny_gdsr'}.get(c.task, 'tiny_fusion')  # CPU-sized model
       c.data.train_dataset = f'mgdn_demo/{c.task}'
       c.data.eval_datasets = (f'mgdn_demo/{c.task}:test',)
       c.data.manual_dir = None
       c.batch_size = 2
-      c.patch_size = 64 if c.task != 'gdsr' else 64
+      c.patch_size = 64
       c.num_train_steps = 300
       c.learning_rate = 5e-4
       c.ema_decay = 0.9               # a 300-step run: a 0.999 EMA would still be mostly the initial weights

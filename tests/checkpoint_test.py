@@ -1,0 +1,95 @@
+"""Checkpoints: exported-model round trip, EMA/best restore from a training workdir, and a training checkpoint
+written on 8 devices restored onto 4 and onto 1 device (subprocesses) with identical values."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+from flax import nnx
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import mef
+from mgdn_jax import checkpoint
+from mgdn_jax import model as model_lib
+from mgdn_jax import sharding
+from mgdn_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+_RESTORE = """
+import sys, numpy as np, jax, orbax.checkpoint as ocp
+from configs import mef
+from mgdn_jax import sharding, train
+config = mef.get_config('tiny')
+mesh = sharding.make_mesh()
+assert jax.device_count() == int(sys.argv[2])
+with train.checkpoint_manager(config, sys.argv[1]) as manager:
+  state = manager.restore(2, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(train.build(config, mesh).abstract)))['state']
+leaves = jax.tree.leaves(state)
+assert all(x.sharding.mesh.devices.size == jax.device_count() for x in leaves)
+np.savez(sys.argv[3], *[np.asarray(x) for x in leaves])
+"""
+
+
+@pytest.fixture(scope='module')
+def trained_like(tmp_path_factory):
+  """A tiny training state on the 8-device mesh with distinct params/EMA/step (no step compiled)."""
+  config = mef.get_config('tiny')
+  mesh = sharding.make_mesh()
+  state = train.create_state(train.build(config, mesh))
+  state = dict(state, step=state['step'] + 2,
+               ema=jax.tree.map(lambda x: x * 0.5 + 1., state['ema']))
+  return config, mesh, state
+
+
+def test_export_round_trip(tmp_path):
+  config = mef.get_config('tiny')
+  model = model_lib.MGDN(config.model, rngs=nnx.Rngs(3))
+  checkpoint.save_model(tmp_path / 'export', model, config)
+  loaded, loaded_config = checkpoint.load_model(tmp_path / 'export')
+  assert loaded_config.to_dict() == config.to_dict()
+  jax.tree.map(np.testing.assert_array_equal, checkpoint.param_dict(loaded), checkpoint.param_dict(model))
+  with pytest.raises(FileExistsError, match='export to a new directory'):
+    checkpoint.save_model(tmp_path / 'export', model, config)
+  with pytest.raises(FileNotFoundError, match='neither an exported model'):
+    checkpoint.load_model(tmp_path)
+
+
+def test_load_model_from_workdir_picks_best_ema(trained_like, tmp_path):
+  config, _, state = trained_like
+  workdir = str(tmp_path / 'run')
+  checkpoint.write_config(workdir, config)
+  metric = config.best_metric
+  with train.checkpoint_manager(config, workdir) as manager:
+    for step, score, offset in ((2, 30., 0.), (4, 10., 5.)):  # step 2 is best (max), step 4 latest
+      s = dict(state, step=state['step'] * 0 + step, ema=jax.tree.map(lambda x: x + offset, state['ema']))
+      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(s)), metrics={metric: score})
+    manager.wait_until_finished()
+  model, _ = checkpoint.load_model(workdir)
+  jax.tree.map(np.testing.assert_array_equal, checkpoint.param_dict(model), jax.device_get(state['ema']))
+  raw, _ = checkpoint.load_model(workdir, step=4, use_ema=False)
+  jax.tree.map(np.testing.assert_array_equal, checkpoint.param_dict(raw), jax.device_get(state['params']))
+
+
+def test_8_device_checkpoint_restores_on_4_and_1(trained_like, tmp_path):
+  config, mesh, state = trained_like
+  assert mesh.devices.size == 8
+  workdir = str(tmp_path / 'run8')
+  with train.checkpoint_manager(config, workdir) as manager:
+    manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  want = [np.asarray(x) for x in jax.tree.leaves(state)]
+  for devices in (4, 1):
+    out = tmp_path / f'restored_{devices}.npz'
+    env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES=str(devices), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, '-c', _RESTORE, workdir, str(devices), str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(out)
+    assert len(got.files) == len(want)
+    for i, w in enumerate(want):
+      np.testing.assert_array_equal(got[f'arr_{i}'], w)
