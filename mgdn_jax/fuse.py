@@ -17,7 +17,6 @@ import pathlib
 import re
 import sys
 
-import numpy as np
 import tqdm
 
 from mgdn_jax import image_io
@@ -371,7 +370,7 @@ def run(args) -> list[pathlib.Path]:
   scale = _scale(args, config)
   budget = int(args.memory_gb * 2**30) if args.memory_gb else None
   written = []
-  for scene in tqdm.tqdm(scenes, desc='scenes', unit='scene', disable=len(scenes) < 2):
+  for scene in tqdm.tqdm(scenes, desc='scenes', unit='scene', disable=True if len(scenes) < 2 else None):
     streams, bits, depth_range = load_scene(scene, args, scale)
     try:
       out = inference.fuse(model, streams, padding=args.padding, tile=args.tile, overlap=args.overlap,

@@ -221,7 +221,8 @@ def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, ov
       raise ValueError(f'tile size {tile} is smaller than the window size {ws}')
     grid = tiles(ph, pw, tile, overlap)
     acc = weight = None
-    for y, x, th, tw, wt in tqdm.tqdm(grid, desc='tiles', unit='tile', disable=not progress, leave=False):
+    bar = None if progress else True  # tqdm's None: a bar only when stderr is a terminal
+    for y, x, th, tw, wt in tqdm.tqdm(grid, desc='tiles', unit='tile', disable=bar, leave=False):
       part = _run(model, [pad(im[y:y + th, x:x + tw], tile_padding, ws) for im in images])[:th, :tw]
       if acc is None:
         acc = np.zeros((ph, pw, part.shape[-1]), np.float32)

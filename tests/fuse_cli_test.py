@@ -12,7 +12,6 @@ import pytest
 from mgdn_jax import checkpoint
 from mgdn_jax import fuse
 from mgdn_jax import image_io
-from mgdn_jax import inference
 from mgdn_jax import model as model_lib
 
 H, W = 20, 28  # one size everywhere: a single compilation per tiny model
@@ -72,9 +71,9 @@ def test_batch_pairs_by_scene_name_not_by_index(ckpts, tmp_path):
   assert [f.name for f in scenes[0].files] == ['sKY_a.png', 'Sky_B.png']
 
 
-def test_official_padding_and_tiling_options(ckpts, tmp_path):
+def test_padding_tiling_and_dtype_options(ckpts, tmp_path):
   a, b = _png(tmp_path / 'a.png', seed=1), _png(tmp_path / 'b.png', seed=2)
-  for extra, name in [('--padding=official', 'p.png'), ('--tile=16', 't.png')]:
+  for extra, name in [('--padding=official', 'p.png'), ('--tile=16', 't.png'), ('--dtype=bfloat16', 'b.png')]:
     _fuse('--task=mef', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={tmp_path / name}', extra, '--overlap=4')
     assert image_io.read_image(tmp_path / name)[0].shape == (H, W, 3)
 
