@@ -243,11 +243,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   check_workdir_compatible(config, workdir)
+  # Missing datasets fail now, in one line, not after the first compile (train) or hours later (eval sets).
+  train_iter = input_pipeline.create_train_iter(config, jax.process_index(), jax.process_count())
+  for spec in config.data.eval_datasets:
+    next(iter(input_pipeline.create_eval_iter(config, spec)), None)
   checkpoint.write_config(workdir, config)
 
   built = build(config, mesh)
   manager = checkpoint_manager(config, workdir)
-  train_iter = input_pipeline.create_train_iter(config, jax.process_index(), jax.process_count())
   latest = manager.latest_step()
   if latest is None:
     state = create_state(built)
