@@ -257,31 +257,27 @@ def _same_size(paths, images, resize_to_first):
   return [im if im.shape[:2] == sizes[0] else inference.resize(im, sizes[0]) for im in images]
 
 
-def load_scene(scene, args, scale):
-  """Reads one scene's files → (model inputs, bits of the inputs, depth range or None)."""
-  if args.task == 'gdsr':
-    rgb, bits = image_io.read_image(scene.files[0])
-    depth = image_io.read_depth(scene.files[1], args.depth_scale)
+def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., resize_to_first=False):
+  """A scene's files (stream order) → (model inputs (H, W, C_k) float32, bits of the inputs, depth range or None)."""
+  if task == 'gdsr':
+    rgb, bits = image_io.read_image(files[0])
+    depth = image_io.read_depth(files[1], depth_scale)
     if depth.shape[0] > rgb.shape[0] or depth.shape[1] > rgb.shape[1]:
-      raise InputError(f'depth {scene.files[1]} ({depth.shape[0]}x{depth.shape[1]}) is larger than the RGB guide '
-                       f'{scene.files[0]} ({rgb.shape[0]}x{rgb.shape[1]})')
+      raise InputError(f'depth {files[1]} ({depth.shape[0]}x{depth.shape[1]}) is larger than the RGB guide '
+                       f'{files[0]} ({rgb.shape[0]}x{rgb.shape[1]})')
     if depth.shape == rgb.shape[:2]:
       if not scale:
-        raise InputError(f'depth {scene.files[1]} is as large as the guide: pass --scale to simulate its '
-                         'low-resolution version')
-      log.info('%s: depth has the guide\'s size, reduced ×%d first (official evaluation protocol)', scene.name, scale)
+        raise InputError(f'depth {files[1]} is as large as the guide: pass --scale to simulate its low-resolution '
+                         'version')
+      log.info('%s: depth has the guide\'s size, reduced ×%d first (official evaluation protocol)', files[1], scale)
     elif scale and (rgb.shape[0] != depth.shape[0] * scale or rgb.shape[1] != depth.shape[1] * scale):
-      log.warning('%s: guide %dx%d is not ×%d the depth %dx%d', scene.name, *rgb.shape[:2], scale, *depth.shape)
+      log.warning('guide %s %dx%d is not ×%d the depth %dx%d', files[0], *rgb.shape[:2], scale, *depth.shape)
     streams, depth_range = inference.gdsr_inputs(rgb, depth, scale or 1)
     return streams, bits, depth_range
-  images, bits = [], []
-  for f in scene.files:
-    img, b = image_io.read_image(f)
-    images.append(img)
-    bits.append(b)
-  images = _same_size(scene.files, images, args.resize_to_first)
-  if args.task == 'hdr':
-    return inference.hdr_inputs(images, scene.exposures), max(bits), None
+  images, bits = zip(*(image_io.read_image(f) for f in files))
+  images = _same_size(files, list(images), resize_to_first)
+  if task == 'hdr':
+    return inference.hdr_inputs(images, exposures), max(bits), None
   return inference.fusion_inputs(images), max(bits), None
 
 
@@ -371,7 +367,8 @@ def run(args) -> list[pathlib.Path]:
   budget = int(args.memory_gb * 2**30) if args.memory_gb else None
   written = []
   for scene in tqdm.tqdm(scenes, desc='scenes', unit='scene', disable=True if len(scenes) < 2 else None):
-    streams, bits, depth_range = load_scene(scene, args, scale)
+    streams, bits, depth_range = read_inputs(args.task, scene.files, exposures=scene.exposures, scale=scale,
+                                             depth_scale=args.depth_scale, resize_to_first=args.resize_to_first)
     try:
       out = inference.fuse(model, streams, padding=args.padding, tile=args.tile, overlap=args.overlap,
                            auto=not args.no_auto_tile, memory_budget=budget, progress=True)

@@ -256,21 +256,29 @@ def with_dtype(model, model_config, dtype: str):
 # --------------------------------------------------------------------------------------- task input encodings
 
 
+def _as_float(x: np.ndarray) -> np.ndarray:
+  """uint8 → /255, uint16 → /65535 (float64 division, as the official uint2single), floats unchanged."""
+  x = np.asarray(x)
+  if x.dtype == np.uint8 or x.dtype == np.uint16:
+    return (x / float(np.iinfo(x.dtype).max)).astype(np.float32)
+  return x.astype(np.float32)
+
+
 def fusion_inputs(images: list[np.ndarray]) -> list[np.ndarray]:
-  """MEF/MFF: RGB in [0, 1] is the model input space (the official scripts feed img / 255)."""
-  return [np.asarray(x, np.float32) for x in images]
+  """MEF/MFF: RGB (uint8, uint16 or float in [0, 1]) → [0, 1] float32, the model input space (img / 255)."""
+  return [_as_float(x) for x in images]
 
 
 def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarray]:
-  """HDR: each LDR frame L in [0, 1] (H, W, 3) → [L, L^2.2 / 2^EV] (H, W, 6); frames ordered under, ref, over."""
+  """HDR: each LDR frame L (H, W, 3) (16-bit, 8-bit or [0, 1]) → [L, L^2.2 / 2^EV] (H, W, 6); under, ref, over."""
   if len(ldrs) != len(exposures):
     raise ValueError(f'{len(ldrs)} HDR frames but {len(exposures)} exposure values')
   from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
-  return [transforms.hdr_stream(l, ev) for l, ev in zip(ldrs, exposures)]
+  return [transforms.hdr_stream(_as_float(l), ev) for l, ev in zip(ldrs, exposures)]
 
 
 def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
-  """GDSR: RGB guide in [0, 1] (H, W, 3) and depth (h, w) → (streams, (depth_min, depth_max)).
+  """GDSR: RGB guide (H, W, 3) (uint8 or [0, 1]) and depth (h, w) → (streams, (depth_min, depth_max)).
 
   The depth is min–max normalised per map and upsampled to H×W with torch-style bicubic (the official evaluation).
   A depth map as large as the guide is taken as high-resolution and first reduced by `scale` with PIL bicubic,
@@ -284,7 +292,7 @@ def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
   if depth.shape == (h, w) and scale > 1:
     d_n = transforms.pil_bicubic_down(d_n, scale)
   up = transforms.bicubic_up(d_n, (h, w))
-  return [transforms.imagenet_normalize(rgb), up[..., None]], (lo, hi)
+  return [transforms.imagenet_normalize(_as_float(rgb)), up[..., None]], (lo, hi)
 
 
 def gdsr_output(pred: np.ndarray, depth_range) -> np.ndarray:

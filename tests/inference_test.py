@@ -177,3 +177,10 @@ def test_gdsr_encoding_and_output():
   assert inference.gdsr_inputs(rgb, rng.random((16, 24), dtype=np.float32), 4)[0][1].shape == (16, 24, 1)
   with pytest.raises(ValueError, match='depth 20x24 is larger than the RGB guide 16x24'):
     inference.gdsr_inputs(rgb, rng.random((20, 24), dtype=np.float32), 4)
+
+
+def test_integer_images_are_scaled_like_the_official_scripts():
+  u8 = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, -1)
+  np.testing.assert_array_equal(inference.fusion_inputs([u8])[0], (u8 / 255.).astype(np.float32))
+  u16 = (u8.astype(np.uint16) * 257)
+  np.testing.assert_array_equal(inference.hdr_inputs([u16], [0.])[0][..., :3], (u16 / 65535.).astype(np.float32))
