@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 
 from mgdn_jax import checkpoint
+from mgdn_jax import convert
 from mgdn_jax import fuse
 from mgdn_jax import image_io
 from mgdn_jax import model as model_lib
@@ -162,9 +163,7 @@ def test_official_mff_weights_reproduce_lytro_01(shared_dir, tmp_path):
   """Converted official MFF weights + the official padding protocol: within 1 uint8 level of the official PNG."""
   weights = shared_dir / 'weights' / 'mgdn_mff_official_62000_E.npz'
   expected = np.asarray(Image.open(shared_dir / 'reference' / 'official_outputs' / 'lytro_01.png'))
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  subprocess.run([sys.executable, '-m', 'mgdn_jax.convert', '--task=mff', f'--official={weights}',
-                  f'--out={tmp_path / "mff"}'], check=True, cwd=repo, capture_output=True)
+  convert.main(['--task=mff', f'--official={weights}', f'--out={tmp_path / "mff"}'])  # the converter's CLI
   lytro = shared_dir / 'data' / 'lytro'
   _fuse('--task=mff', f'--checkpoint={tmp_path / "mff"}', lytro / 'A' / 'lytro_01.jpg', lytro / 'B' / 'lytro_01.jpg',
         '--padding=official', '--no_auto_tile', f'--output={tmp_path / "lytro_01.png"}')
