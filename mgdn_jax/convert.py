@@ -192,3 +192,56 @@ def strip_prefix_any(obj):
   if isinstance(obj, Mapping) and set(obj) <= {"params", "params_ema"} and obj:
     return obj.get("params_ema", obj.get("params"))
   return obj
+
+
+def export_config(task: str, model_cfg, scale: int | None = None):
+  """The task's training config (configs/<task>.py) with the converted model's config in `model`."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.{task}").get_config(f"x{scale}" if task == "gdsr" and scale else None)
+  config.model = model_cfg
+  config.model_name = TASK_PRESET[task]
+  return config
+
+
+def main(argv=None) -> None:
+  import argparse  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
+  parser = argparse.ArgumentParser(
+      prog="python -m mgdn_jax.convert",
+      description="Convert official MGDN PyTorch weights (.pth needs torch; .npz does not) into an MGDN-JAX "
+                  "checkpoint that evaluation, inference and fine-tuning load.")
+  parser.add_argument("--task", required=True, choices=sorted(TASK_PRESET))
+  parser.add_argument("--official", required=True, help="official checkpoint (.pth/.pt or .npz)")
+  parser.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+  parser.add_argument("--scale", type=int, choices=(4, 8, 16), default=None,
+                      help="GDSR scale the weights were trained for (stored in the exported config)")
+  args = parser.parse_args(argv)
+  if not os.path.isfile(args.official):
+    parser.exit(2, f"error: --official {args.official}: no such file\n")
+  if os.path.exists(args.out) and os.listdir(args.out):
+    parser.exit(2, f"error: --out {args.out} exists and is not empty\n")
+  try:
+    state_dict = read_state_dict(args.official)
+    kwargs = infer_official_kwargs(state_dict)
+    model = from_official(state_dict, kwargs, args.task)
+  except ValueError as e:
+    parser.exit(2, f"error: {args.official}: {e}\n")
+  tmp = args.out.rstrip("/") + ".partial"
+  shutil.rmtree(tmp, ignore_errors=True)
+  try:
+    config = export_config(args.task, model_config_from_official(kwargs, args.task), args.scale)
+    checkpoint.save_model(os.path.abspath(tmp), model, config)
+    if os.path.exists(args.out):
+      os.rmdir(args.out)
+    os.replace(tmp, args.out)  # nothing half-written is left under --out
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  print(f"wrote {args.out}: task={args.task}, official kwargs {kwargs}, "
+        f"{model_lib.count_params(model):,} parameters")
+
+
+if __name__ == "__main__":
+  main()
