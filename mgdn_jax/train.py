@@ -314,10 +314,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, float]:
-  """Evaluates the best (else latest) checkpoint of `workdir` on `config.data.eval_datasets`.
+  """Evaluates the best (else latest) checkpoint of `workdir` on `config.data.eval_datasets` (main.py --mode=eval).
 
-  Writes the scalars and image panels to TensorBoard (under `<workdir>/eval`) and `<workdir>/eval_summary.json`.
+  Runs the paper protocol of `mgdn_jax.evaluate` (official padding, uint8 quantisation, all task metrics) and
+  writes its report (table.md, results.csv/json, fused images) to `<workdir>/eval/step_<N>/`, the scalars to
+  TensorBoard under `<workdir>/eval` and `<workdir>/eval_summary.json`. Returns '<dataset>/<method>/<mode>/<metric>'
+  scalars.
   """
+  from mgdn_jax import evaluate  # pylint: disable=g-import-not-at-top
   validate_config(config)
   workdir = os.path.abspath(workdir)
   check_workdir_compatible(config, workdir)
@@ -328,16 +332,18 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int 
   if step is None:
     raise FileNotFoundError(f'{workdir} holds no checkpoint to evaluate; train first (--mode=train).')
   model, _ = checkpoint.load_model(workdir, step=step, use_ema=config.eval_use_ema)
-  gd_model, _ = train_state.graphdefs(config)
-  predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
-  scalars, images = train_eval.evaluate(config, train_eval.local_copy(checkpoint.param_dict(model)), predict)
+  out_dir = os.path.join(workdir, 'eval', f'step_{step}')
+  summaries = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=out_dir, progress=False,
+                                           max_examples=config.eval_max_examples or None)
+  scalars = {f'{train_eval.dataset_name(spec)}/{row}/{metric}': float(value)
+             for spec, rows in summaries.items() for row, values in rows.items()
+             for metric, value in values.items() if metric != 'images'}
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(os.path.join(workdir, 'eval'),
                                                 just_logging=jax.process_index() > 0)
   writer.write_scalars(step, {f'eval/{k}': v for k, v in scalars.items()})
-  writer.write_images(step, {f'eval/{k}': v for k, v in images.items()})
   writer.close()
   weights = 'ema' if config.eval_use_ema else 'params'
   path = train_eval.write_summary(workdir, step, scalars, weights)
-  logging.info('Evaluated step %d (%s weights): %s -> %s', step, weights, scalars, path)
+  logging.info('Evaluated step %d (%s weights) -> %s and %s', step, weights, out_dir, path)
   return scalars
