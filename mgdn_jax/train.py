@@ -7,6 +7,7 @@ preemption) continues with exactly the batch it would have seen. Loss (paper eq.
 """
 
 import functools
+import json
 import os
 import signal
 import time
@@ -72,22 +73,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.ema_decay={config.ema_decay}: must be in [0, 1).')
 
 
+def _as_json(value: Any) -> Any:
+  """A config value as config.json stores it (tuples → lists, ConfigDict → dict), so old and new compare."""
+  return json.loads(checkpoint.config_to_json(ml_collections.ConfigDict({'v': value})))['v']
+
+
 def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to resume a workdir whose checkpoints were written for a different model/task."""
   if not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
     return
   old = checkpoint.read_config(workdir)
+  diffs = []
   for field in _STRUCTURAL:
-    a = old.get(field)
-    b = config.get(field)
-    a = a.to_dict() if isinstance(a, ml_collections.ConfigDict) else a
-    b = checkpoint.config_from_json(checkpoint.config_to_json(ml_collections.ConfigDict({'v': b}))).v
-    b = b.to_dict() if isinstance(b, ml_collections.ConfigDict) else b
-    if a != b:
-      diff = ([f'model.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-              if isinstance(a, dict) and isinstance(b, dict) else [f'{field}: {a!r} -> {b!r}'])
-      raise ValueError(f'workdir {workdir} holds checkpoints of an incompatible config ({"; ".join(diff)}); '
-                       'use a new --workdir.')
+    a, b = _as_json(old.get(field)), _as_json(config.get(field))
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += [f'{field}.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    elif a != b:
+      diffs.append(f'{field}: {a!r} -> {b!r}')
+  if diffs:
+    raise ValueError(f'workdir {workdir} holds checkpoints of an incompatible config ({"; ".join(diffs)}); '
+                     'use a new --workdir.')
 
 
 def _recon_loss(config, fused, target):
@@ -260,7 +265,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         state=ocp.args.StandardRestore(built.abstract), data=grain.checkpoint.CheckpointRestore(train_iter)))
     state = restored['state']
   initial_step = int(jax.device_get(state['step']))
-
 
   # clu's writers import TensorFlow: only the training loop pays for it (never grain workers or main.py).
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
