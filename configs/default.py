@@ -82,6 +82,7 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
   for t in tokens:
     if t == 'demo':
       c.model_name = {'hdr': 'tiny_hdr', 'gdsr': 'tiny_gdsr'}.get(c.task, 'tiny_fusion')  # CPU-sized model
+      model_overrides = dict(task=c.task)  # tiny_fusion serves MEF and MFF
       c.data.train_dataset = f'mgdn_demo/{c.task}'
       c.data.eval_datasets = (f'mgdn_demo/{c.task}:test',)
       c.data.manual_dir = None
@@ -97,7 +98,8 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
       c.num_eval_images = 2
     elif t == 'tiny':
       c.model_name = {'hdr': 'tiny_hdr', 'gdsr': 'tiny_gdsr'}.get(c.task, 'tiny_fusion')
-      model_overrides = dict(depths=(1,), num_heads=(2,))  # one stage: XLA:CPU compiles it in half the time
+      # One stage: XLA:CPU compiles it in about half the time; tiny_fusion serves MEF and MFF.
+      model_overrides = dict(task=c.task, depths=(1,), num_heads=(2,))
       c.data.train_dataset = f'mgdn_demo/{c.task}'
       c.data.eval_datasets = (f'mgdn_demo/{c.task}:test',)
       c.data.manual_dir = None

@@ -30,6 +30,9 @@ def _main(*args, devices=8):
     (gdsr, 'x8', 'gdsr', 'nyu_gdsr', ('nyu_gdsr:test',), 'nyu_gdsr/rmse_cm'),
     (mef, 'demo', 'mef', 'mgdn_demo/mef', ('mgdn_demo/mef:test',), 'mgdn_demo/mef/psnr'),
     (gdsr, 'x16,tiny', 'gdsr', 'mgdn_demo/gdsr', ('mgdn_demo/gdsr:test',), 'mgdn_demo/gdsr/rmse_cm'),
+    (mff, 'demo', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/psnr'),
+    (mff, 'tiny', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/psnr'),
+    (hdr, 'tiny', 'hdr', 'mgdn_demo/hdr', ('mgdn_demo/hdr:test',), 'mgdn_demo/hdr/psnr_mu'),
 ])
 def test_task_configs(module, variant, task, train_set, eval_sets, metric):
   config = module.get_config(variant)
