@@ -54,6 +54,13 @@ def check_writable(path) -> pathlib.Path:
   return path
 
 
+def _default_mode(path) -> None:
+  """mkstemp makes files private (0600); give the output the permissions a plain open() would."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path):
   """Yields a binary file object; renamed onto `path` only if the block finishes without an exception."""
@@ -63,6 +70,7 @@ def atomic_write(path):
   try:
     with open(tmp, 'wb') as f:  # a named file object: tifffile needs its name
       yield f
+    _default_mode(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -302,6 +310,7 @@ def write_exr(path, img: np.ndarray) -> None:
     header = {'compression': OpenEXR.ZIP_COMPRESSION, 'type': OpenEXR.scanlineimage}
     with OpenEXR.File(header, {'RGB': np.ascontiguousarray(img, np.float32)}) as f:
       f.write(tmp)
+    _default_mode(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -208,11 +208,12 @@ def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, ov
     images = [pad_official(x) for x in images]
   ph, pw = images[0].shape[:2]
   if tile is None and auto:
-    tile = auto_tile(model, ph + (-ph) % ws, pw + (-pw) % ws, memory_budget)
+    budget = int(MEMORY_HEADROOM * available_bytes()) if memory_budget is None else memory_budget
+    tile = auto_tile(model, ph + (-ph) % ws, pw + (-pw) % ws, budget)
     if tile is not None:
       overlap = min(overlap, tile // 4)
-      log.info('a %dx%d image needs about %.1f GiB, more than available: tiling with %d px tiles, overlap %d',
-               ph, pw, estimate_bytes(model, ph, pw) / 2**30, tile, overlap)
+      log.info('a %dx%d image needs about %.1f GiB, more than the %.1f GiB budget: tiling with %d px tiles, '
+               'overlap %d', ph, pw, estimate_bytes(model, ph, pw) / 2**30, budget / 2**30, tile, overlap)
   tile_padding = 'none' if padding == 'none' else 'reflect'
   if tile is None or (tile >= ph and tile >= pw):
     out = _run(model, [pad(x, tile_padding, ws) for x in images])[:ph, :pw]

@@ -161,3 +161,12 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
       raise RuntimeError('disk full')
   assert sorted(os.listdir(tmp_path)) == ['keep.png']
   assert (tmp_path / 'keep.png').read_bytes() == b'old'  # the old file is not touched either
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+  umask = os.umask(0o022)
+  try:
+    image_io.write_image(tmp_path / 'x.png', np.zeros((2, 2, 3)))
+  finally:
+    os.umask(umask)
+  assert (tmp_path / 'x.png').stat().st_mode & 0o777 == 0o644
