@@ -94,8 +94,10 @@ def test_exr_needs_the_openexr_package(tmp_path):
       image_io.write_radiance(tmp_path / 'x.exr', np.ones((4, 4, 3), np.float32))
     assert not os.listdir(tmp_path)
   else:
-    image_io.write_radiance(tmp_path / 'x.exr', np.ones((4, 4, 3), np.float32))
-    assert (tmp_path / 'x.exr').is_file()
+    img = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32) * 3
+    image_io.write_radiance(tmp_path / 'x.exr', img)
+    with OpenEXR.File(str(tmp_path / 'x.exr')) as f:
+      np.testing.assert_array_equal(f.channels()['RGB'].pixels, img)  # float32, lossless ZIP
 
 
 def test_depth_npy_round_trip(tmp_path, rng):
