@@ -122,7 +122,7 @@ def estimate_bytes(model, h: int, w: int) -> int:
   Per pixel: the stream feature maps a stage keeps alive (∝ streams × channels) and the window-attention logits
   (∝ heads × ws²), plus a fixed 300 MB (compiler, runtime). Fitted to the CPU peak-RSS growth of the 'mef', 'hdr'
   and 'mff' presets from 128² to 512², then checked on full images (benchmarks/inference_bench.py): MEF 800×1200
-  8.5–9.7 GiB measured vs 10.1 estimated, HDR 1000×1500 13.5 vs 18.3, a 504² HDR tile 2.8–3.2 vs 3.3.
+  8.5–9.7 GiB measured vs 10.1 estimated, HDR 1000×1500 13.5–15.5 vs 18.3, a 504² HDR tile 2.8–3.2 vs 3.3.
   """
   dim = model.input_convs[0].out_features
   per_pixel = 32 * model.num_streams * dim + 12 * _attention_heads(model) * model.window_size**2 + 2500
