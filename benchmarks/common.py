@@ -1,0 +1,134 @@
+"""Shared helpers of the benchmarks: timing, compile statistics, memory, machine description, markdown tables.
+
+Timing: a jitted function is run `warmup` times (compile + caches), then `repeats` times, each call blocked until
+its outputs are ready; the median wall time is reported. Memory: `compiled.memory_analysis()` (temp + argument +
+output bytes of the XLA executable: deterministic, independent of the load of the machine) and the process RSS
+high-water mark (`resource.getrusage`), which is only meaningful when a case runs in its own process.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+# Dense peak FLOP/s per chip (bf16/tf32-class tensor-core peak as vendors quote it) for MFU. CPUs have no entry:
+# their peak depends on the SKU, the vector width and the clock, so MFU is reported only with --peak_tflops.
+PEAK_TFLOPS = {
+    'NVIDIA H100 80GB HBM3': 989.0,
+    'NVIDIA H200': 989.0,
+    'NVIDIA A100-SXM4-80GB': 312.0,
+    'NVIDIA A100-SXM4-40GB': 312.0,
+    'TPU v4': 275.0,
+    'TPU v5 lite': 197.0,
+    'TPU v5e': 197.0,
+    'TPU v5p': 459.0,
+    'TPU v6 lite': 918.0,
+}
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_avg() -> str:
+  """'1m/5m/15m' load average: other work on the machine makes every timing noisy, so tables carry it."""
+  return '/'.join(f'{x:.1f}' for x in os.getloadavg())
+
+
+def machine() -> str:
+  import jax  # pylint: disable=g-import-not-at-top
+  d = jax.devices()[0]
+  return (f'{jax.default_backend()} / {d.device_kind} ({jax.device_count()} device(s)), {os.cpu_count()} CPU cores, '
+          f'jax {jax.__version__}, python {platform.python_version()}')
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def block(x: Any) -> Any:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.block_until_ready(x)
+
+
+def median_time(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5) -> float:
+  """Median wall seconds of `fn()` (outputs blocked on) after `warmup` untimed calls."""
+  for _ in range(warmup):
+    block(fn())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    block(fn())
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def compile_stats(jitted: Any, *args, **kwargs) -> tuple[Any, dict]:
+  """Lowers and compiles `jitted` for `args`; returns (compiled, stats).
+
+  stats: compile_s (trace + lower + XLA compile), mem_mb (temp + argument + output bytes of the executable, minus
+  aliased/donated bytes), temp_mb, flops (XLA's cost analysis; None when the backend reports none).
+  """
+  t = time.perf_counter()
+  compiled = jitted.lower(*args, **kwargs).compile()
+  compile_s = time.perf_counter() - t
+  stats = dict(compile_s=compile_s, mem_mb=None, temp_mb=None, flops=None)
+  try:
+    m = compiled.memory_analysis()
+    if m is not None:
+      total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+               - getattr(m, 'alias_size_in_bytes', 0))
+      stats.update(mem_mb=total / 2**20, temp_mb=m.temp_size_in_bytes / 2**20)
+  except (NotImplementedError, AttributeError):
+    pass
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    if cost and cost.get('flops', 0) > 0:
+      stats['flops'] = float(cost['flops'])
+  except (NotImplementedError, AttributeError):
+    pass
+  return compiled, stats
+
+
+def peak_flops(override_tflops: float = 0.) -> float | None:
+  """Peak FLOP/s of one device of the current backend, or None when unknown (CPUs unless overridden)."""
+  if override_tflops:
+    return override_tflops * 1e12
+  import jax  # pylint: disable=g-import-not-at-top
+  kind = jax.devices()[0].device_kind
+  return PEAK_TFLOPS[kind] * 1e12 if kind in PEAK_TFLOPS else None
+
+
+def fmt(x: Any, digits: int = 1) -> str:
+  if x is None:
+    return 'n/a'
+  if isinstance(x, float):
+    return f'{x:.{digits}f}'
+  return str(x)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
+  lines += ['| ' + ' | '.join(fmt(c) if not isinstance(c, str) else c for c in r) + ' |' for r in rows]
+  return '\n'.join(lines)
+
+
+def run_isolated(script: str, args: Sequence[str], timeout: float | None = None) -> dict:
+  """Runs `python script *args` (which prints one JSON line last) in a fresh process; returns that JSON.
+
+  A fresh process per case makes its RSS high-water mark its own and frees the previous case's executables.
+  On failure returns {'error': last stderr line}.
+  """
+  env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+  try:
+    res = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, check=False,
+                         timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return {'error': f'timed out after {timeout:.0f}s'}
+  if res.returncode != 0:
+    tail = res.stderr.strip().splitlines()[-1:] or [f'exit {res.returncode}']
+    return {'error': f'exit {res.returncode}: {tail[0][:200]}'}
+  return json.loads(res.stdout.strip().splitlines()[-1])

@@ -1,0 +1,101 @@
+"""Forward and forward+backward time, memory and compile time of the MGDN presets, and of the dynamic filter alone.
+
+  python benchmarks/model_bench.py                                    # all tasks, batch 1 and 4, 128², + filter
+  python benchmarks/model_bench.py --tasks=mff --batches=1 --size=64 --repeats=2 --no_filter      # quick
+  python benchmarks/model_bench.py --tasks= --filter_size=64          # only the dynamic-filter table
+
+Model rows: random weights of the official presets (`model_lib.create_model`), random inputs, jitted
+`fused = model(*streams)` (forward) and `grad(sum(fused))` w.r.t. the parameters (forward+backward), eval mode.
+Times are the median of --repeats calls after one warm-up call. `exec MB` is the compiled executable's
+`memory_analysis()`: temp + argument + output bytes (deterministic; the peak live set XLA planned). `compile s` is
+trace + lower + XLA compile of the forward+backward function. The process RSS high-water mark is printed once at
+the end (it accumulates over all cases of one process, so per-case RSS comes from train_bench.py's isolated runs).
+Filter rows: `ops.dynamic_filter` (custom VJP), `ops.dynamic_filter_reference` (the same forward, JAX autodiff)
+and `ops.dynamic_filter_patches` (unfold formulation) at MEF sizes, N=4, 128², C=60, k=7.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TASKS = ('mef', 'mff', 'hdr', 'gdsr_x4', 'gdsr_x8', 'gdsr_x16')
+
+
+def _timed(fn, args, repeats):
+  compiled, stats = common.compile_stats(fn, *args)
+  stats['time_s'] = common.median_time(lambda: compiled(*args), warmup=1, repeats=repeats)
+  return stats
+
+
+def model_rows(task: str, batch: int, size: int, repeats: int) -> list:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  cfg = model_lib.model_config(task)
+  graphdef, params = nnx.split(model_lib.create_model(cfg))
+  rng = np.random.default_rng(0)
+  streams = [jnp.asarray(rng.random((batch, size, size, c), dtype=np.float32)) for c in cfg.in_channels]
+  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0])
+  grad = jax.jit(jax.grad(lambda p, *s: jnp.sum(nnx.merge(graphdef, p)(*s)[0])))
+  f = _timed(fwd, (params, *streams), repeats)
+  b = _timed(grad, (params, *streams), repeats)
+  return [task, batch, f'{size}²', f['time_s'] * 1e3, b['time_s'] * 1e3, f['mem_mb'], b['mem_mb'],
+          b['compile_s'], b['flops'] / 1e9 if b['flops'] else None, common.load_avg()]
+
+
+def filter_rows(n: int, size: int, channels: int, repeats: int) -> list:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import ops  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((n, size, size, channels), dtype=np.float32))
+  k = jnp.asarray(rng.standard_normal((n, size, size, 49), dtype=np.float32))
+  rows = []
+  for name, op in (('custom VJP (model)', ops.dynamic_filter), ('autodiff', ops.dynamic_filter_reference),
+                   ('patches (unfold)', ops.dynamic_filter_patches)):
+    f = _timed(jax.jit(lambda a, b, op=op: op(a, b, 7)), (x, k), repeats)
+    b = _timed(jax.jit(jax.grad(lambda a, b, op=op: jnp.sum(op(a, b, 7)), argnums=(0, 1))), (x, k), repeats)
+    rows.append([name, f'{n} × {size}² × {channels}', f['time_s'] * 1e3, b['time_s'] * 1e3, f['mem_mb'],
+                 b['mem_mb'], b['compile_s'], common.load_avg()])
+  return rows
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--tasks', default='mef,mff,hdr,gdsr_x4,gdsr_x16', help=f'comma-separated subset of {TASKS}')
+  p.add_argument('--batches', default='1,4')
+  p.add_argument('--size', type=int, default=128)
+  p.add_argument('--repeats', type=int, default=3)
+  p.add_argument('--no_filter', action='store_true')
+  p.add_argument('--filter_batch', type=int, default=4)
+  p.add_argument('--filter_size', type=int, default=128)
+  p.add_argument('--filter_channels', type=int, default=60)
+  args = p.parse_args()
+  tasks = [t for t in args.tasks.split(',') if t]
+  for t in tasks:
+    if t not in TASKS:
+      raise SystemExit(f'model_bench: unknown task {t!r}; known: {TASKS}')
+  print(f'Machine: {common.machine()}\n')
+  if tasks:
+    rows = []
+    for task in tasks:
+      for batch in map(int, args.batches.split(',')):
+        rows.append(model_rows(task, batch, args.size, args.repeats))
+        print(f'  done {task} batch {batch}', file=sys.stderr, flush=True)
+    print(common.markdown_table(['task', 'batch', 'size', 'fwd ms', 'fwd+bwd ms', 'fwd exec MB',
+                                 'fwd+bwd exec MB', 'fwd+bwd compile s', 'fwd+bwd GFLOP (XLA)', 'load avg'],
+                                rows) + '\n')
+  if not args.no_filter:
+    rows = filter_rows(args.filter_batch, args.filter_size, args.filter_channels, args.repeats)
+    print(common.markdown_table(['dynamic filter', 'N × H·W × C', 'fwd ms', 'fwd+bwd ms', 'fwd exec MB',
+                                 'fwd+bwd exec MB', 'fwd+bwd compile s', 'load avg'], rows) + '\n')
+  print(f'Process peak RSS: {common.peak_rss_mb():.0f} MB (all cases above)')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,162 @@
+"""Train-step throughput of the paper configurations and full-image HDR inference, on whatever backend JAX sees.
+
+  python benchmarks/train_bench.py                                  # mef, mff, hdr train steps + HDR 1000x1500
+  python benchmarks/train_bench.py --tasks=mff --steps=3 --no_hdr_inference      # quick
+  python benchmarks/train_bench.py --json_out=/tmp/jax_train.json   # also keep the raw numbers (compare_official.py)
+
+Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
+L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
+`configs/<task>.py` at batch 4, 128² patches, on one device. Inputs are random (time does not depend on values).
+FLOP/s use XLA's own count (`compiled.cost_analysis()['flops']` of the whole step); MFU needs a known peak
+(accelerators in common.PEAK_TFLOPS, or --peak_tflops for a CPU). Memory = `compiled.memory_analysis()`
+(temp + arguments + outputs − donated aliases); RSS = process high-water mark, each case in its own process.
+HDR inference: three 6-channel 1000×1500 inputs in one untiled jitted forward pass (random official-size weights).
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+TASKS = ('mef', 'mff', 'hdr', 'gdsr')
+
+
+def train_config(task: str, batch: int, size: int):
+  config = importlib.import_module(f'configs.{task}').get_config()
+  config.batch_size = batch
+  config.patch_size = size
+  return config
+
+
+def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
+  config = train_config(task, batch, size)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  t = time.perf_counter()
+  built = train.build(config, mesh)
+  state = train.create_state(built)
+  setup_s = time.perf_counter() - t
+  rng = np.random.default_rng(0)
+  m = config.model
+  local = {f'stream_{k}': rng.random((batch, size, size, c), dtype=np.float32) for k, c in enumerate(m.in_channels)}
+  local['target'] = rng.random((batch, size, size, m.out_channels), dtype=np.float32)
+  data = sharding.global_batch(local, mesh)
+  compiled, stats = common.compile_stats(built.step_fn, state, data)
+  state, _ = compiled(state, data)  # warm-up (first run touches fresh buffers)
+  common.block(state)
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, data)
+    common.block(state)
+    times.append(time.perf_counter() - t)
+  times.sort()
+  step_s = times[len(times) // 2]
+  if not np.isfinite(float(metrics.compute()['loss'])):
+    raise FloatingPointError(f'train_bench: non-finite loss for {task}')
+  peak = common.peak_flops(peak_tflops)
+  flops_s = stats['flops'] / step_s if stats['flops'] else None
+  return dict(kind='train', task=task, batch=batch, size=size, step_s=step_s, steps_per_s=1 / step_s,
+              images_per_s=batch / step_s, step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
+              gflops_per_s=flops_s / 1e9 if flops_s else None,
+              mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
+              compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
+              load=common.load_avg(), machine=common.machine())
+
+
+def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  cfg = model_lib.model_config('hdr')
+  graphdef, params = nnx.split(model_lib.create_model(cfg))
+  rng = np.random.default_rng(0)
+  streams = [jax.device_put(rng.random((1, height, width, c), dtype=np.float32)) for c in cfg.in_channels]
+  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0])
+  base = common.peak_rss_mb()
+  compiled, stats = common.compile_stats(fwd, params, *streams)
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    out = common.block(compiled(params, *streams))
+    times.append(time.perf_counter() - t)
+  assert out.shape == (1, height, width, 3), out.shape
+  return dict(kind='hdr_inference', size=f'{height}x{width}', latency_s=min(times), mem_mb=stats['mem_mb'],
+              compile_s=stats['compile_s'], base_rss_mb=base, rss_mb=common.peak_rss_mb(), load=common.load_avg(),
+              machine=common.machine())
+
+
+def train_table(rows: list[dict]) -> str:
+  return common.markdown_table(
+      ['task', 'batch × size', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
+       'executable MB', 'peak RSS MB', 'compile s', 'load avg'],
+      [[r['task'], f"{r['batch']} × {r['size']}²", r['step_s'] * 1e3, f"{r['steps_per_s']:.2f}",
+        f"{r['images_per_s']:.2f}", r['step_gflop'], r['gflops_per_s'],
+        f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r['rss_mb'],
+        r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 10 for r in rows])
+
+
+def hdr_table(rows: list[dict]) -> str:
+  return common.markdown_table(
+      ['HDR inference', 'latency s', 'executable MB', 'peak RSS MB (base)', 'compile s', 'load avg'],
+      [[r['size'], f"{r['latency_s']:.2f}", r['mem_mb'], f"{r['rss_mb']:.0f} ({r['base_rss_mb']:.0f})",
+        r['compile_s'], r['load']] if 'error' not in r else [r.get('size', '?'), r['error'], '', '', '', '']
+       for r in rows])
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--tasks', default='mef,mff,hdr', help=f'comma-separated subset of {TASKS}')
+  p.add_argument('--batch', type=int, default=4)
+  p.add_argument('--size', type=int, default=128)
+  p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
+  p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
+  p.add_argument('--no_hdr_inference', action='store_true')
+  p.add_argument('--hdr_size', default='1000x1500')
+  p.add_argument('--hdr_repeats', type=int, default=1)
+  p.add_argument('--json_out', default='', help='also write all results as JSON here')
+  p.add_argument('--one', help=argparse.SUPPRESS)  # child process: 'train:<task>' or 'hdr'
+  args = p.parse_args()
+  if args.one:
+    if args.one == 'hdr':
+      h, w = map(int, args.hdr_size.split('x'))
+      res = run_hdr_inference(h, w, args.hdr_repeats)
+    else:
+      res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops)
+    print(json.dumps(res), flush=True)
+    return
+  passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
+                 f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
+                 f'--hdr_repeats={args.hdr_repeats}']
+  train_rows, hdr_rows = [], []
+  for task in [t for t in args.tasks.split(',') if t]:
+    if task not in TASKS:
+      raise SystemExit(f'train_bench: unknown task {task!r}; known: {TASKS}')
+    r = common.run_isolated(__file__, [f'--one=train:{task}', *passthrough])
+    r.setdefault('task', task)
+    train_rows.append(r)
+    print(json.dumps(r), file=sys.stderr, flush=True)
+  if not args.no_hdr_inference:
+    r = common.run_isolated(__file__, ['--one=hdr', *passthrough])
+    r.setdefault('size', args.hdr_size)
+    hdr_rows.append(r)
+  done = [r for r in train_rows + hdr_rows if 'machine' in r]
+  print(f"Machine: {done[0]['machine'] if done else common.load_avg()}\n")
+  if train_rows:
+    print(train_table(train_rows) + '\n')
+  if hdr_rows:
+    print(hdr_table(hdr_rows))
+  if args.json_out:
+    with open(args.json_out, 'w') as f:
+      json.dump(dict(train=train_rows, hdr_inference=hdr_rows), f, indent=1)
+
+
+if __name__ == '__main__':
+  main()
