@@ -62,20 +62,26 @@ def _default_mode(path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path):
-  """Yields a binary file object; renamed onto `path` only if the block finishes without an exception."""
+def atomic_path(path, suffix='.part'):
+  """Yields a temporary path beside `path`; renamed onto `path` only if the block finishes without an exception."""
   path = check_writable(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.part')
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=suffix)
   os.close(fd)
   try:
-    with open(tmp, 'wb') as f:  # a named file object: tifffile needs its name
-      yield f
+    yield tmp
     _default_mode(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+  """Yields a binary file object; renamed onto `path` only if the block finishes without an exception."""
+  with atomic_path(path) as tmp, open(tmp, 'wb') as f:  # a named file object: tifffile needs its name
+    yield f
 
 
 # ------------------------------------------------------------------------------------------------- LDR images
@@ -302,20 +308,10 @@ def write_exr(path, img: np.ndarray) -> None:
   except ImportError:
     raise InputError(f'cannot write {path}: OpenEXR output needs the OpenEXR package '
                      '(pip install OpenEXR); write .hdr instead') from None
-  check_writable(path)
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.exr')
-  os.close(fd)
-  try:
+  with atomic_path(path, suffix='.exr') as tmp:
     header = {'compression': OpenEXR.ZIP_COMPRESSION, 'type': OpenEXR.scanlineimage}
     with OpenEXR.File(header, {'RGB': np.ascontiguousarray(img, np.float32)}) as f:
       f.write(tmp)
-    _default_mode(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def write_radiance(path, img: np.ndarray) -> None:
