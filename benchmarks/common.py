@@ -128,6 +128,8 @@ def run_isolated(script: str, args: Sequence[str], timeout: float | None = None)
                          timeout=timeout)
   except subprocess.TimeoutExpired:
     return {'error': f'timed out after {timeout:.0f}s'}
+  if res.returncode == -9:
+    return {'error': 'killed by SIGKILL (out of memory)'}
   if res.returncode != 0:
     tail = res.stderr.strip().splitlines()[-1:] or [f'exit {res.returncode}']
     return {'error': f'exit {res.returncode}: {tail[0][:200]}'}

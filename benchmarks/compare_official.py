@@ -137,6 +137,10 @@ def run_hdr_inference(repo: str, mode: str, height: int, width: int, repeats: in
               threads=torch.get_num_threads())
 
 
+def _f3(x):
+  return f'{x:.3f}' if x else 'n/a'
+
+
 def _ratio(a, b):
   return f'{a / b:.2f}×' if a and b else 'n/a'
 
@@ -196,10 +200,10 @@ def main() -> None:
   rows = []
   for task in tasks:
     j = jax_train.get(task, {})
-    row = [task, j.get('images_per_s'), j.get('compile_s')]
+    row = [task, _f3(j.get('images_per_s')), j.get('compile_s') or j.get('error', 'n/a')]
     for mode in args.modes.split(','):
       o = official[(task, mode)]
-      row += ([o['images_per_s'], _ratio(j.get('images_per_s'), o['images_per_s'])] if 'error' not in o
+      row += ([_f3(o['images_per_s']), _ratio(j.get('images_per_s'), o['images_per_s'])] if 'error' not in o
               else [o['error'], 'n/a'])
       if mode == 'compile':
         row.append(o.get('compile_s'))

@@ -97,8 +97,8 @@ def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
       ['task', 'batch × size', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
        'executable MB', 'peak RSS MB', 'compile s', 'load avg'],
-      [[r['task'], f"{r['batch']} × {r['size']}²", r['step_s'] * 1e3, f"{r['steps_per_s']:.2f}",
-        f"{r['images_per_s']:.2f}", r['step_gflop'], r['gflops_per_s'],
+      [[r['task'], f"{r['batch']} × {r['size']}²", r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}",
+        f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
         f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r['rss_mb'],
         r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 10 for r in rows])
 
