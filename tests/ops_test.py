@@ -123,3 +123,23 @@ def test_padding():
   assert ops.pad_to_multiple(x[:, :4, :4], 4).shape == (1, 4, 4, 1)
   with pytest.raises(ValueError, match="too small"):
     ops.pad_to_multiple(jnp.zeros((1, 2, 2, 1)), 8)
+
+
+def test_depthwise_conv_matches_grouped_conv_values_and_gradients():
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.standard_normal((2, 7, 9, 6)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((3, 3, 1, 6)), jnp.float32)
+  bias = jnp.asarray(rng.standard_normal((6,)), jnp.float32)
+  g = jnp.asarray(rng.standard_normal((2, 7, 9, 6)), jnp.float32)
+
+  def grouped(a, w, b):
+    y = jax.lax.conv_general_dilated(a, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     feature_group_count=6, precision=jax.lax.Precision.HIGHEST)
+    return y + b
+
+  np.testing.assert_allclose(np.asarray(ops.depthwise_conv(x, kernel, bias)), np.asarray(grouped(x, kernel, bias)),
+                             atol=1e-5)
+  got = jax.grad(lambda *a: jnp.sum(ops.depthwise_conv(*a) * g), argnums=(0, 1, 2))(x, kernel, bias)
+  want = jax.grad(lambda *a: jnp.sum(grouped(*a) * g), argnums=(0, 1, 2))(x, kernel, bias)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-5)
