@@ -73,10 +73,16 @@ def _to_ours(value: np.ndarray, kind: str) -> np.ndarray:
   return value
 
 
+def _unwrap(obj):
+  """KAIR can save `{'params': …}` / `{'params_ema': …}`; the EMA weights are the ones to use."""
+  if isinstance(obj, Mapping) and obj and set(obj) <= {"params", "params_ema"}:
+    return obj.get("params_ema", obj.get("params"))
+  return obj
+
+
 def strip_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   """Drops DataParallel's `module.` prefix and KAIR's `params`/`params_ema` wrapper."""
-  if set(state_dict) <= {"params", "params_ema"} and state_dict:
-    state_dict = state_dict.get("params_ema", state_dict.get("params"))
+  state_dict = _unwrap(state_dict)
   return {k[len("module."):] if k.startswith("module.") else k: np.asarray(v) for k, v in state_dict.items()}
 
 
@@ -185,13 +191,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     obj = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch raises many kinds of errors for a bad file
     raise ValueError(f"cannot read {path}: {e}") from None
-  return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in strip_prefix_any(obj).items()}
-
-
-def strip_prefix_any(obj):
-  if isinstance(obj, Mapping) and set(obj) <= {"params", "params_ema"} and obj:
-    return obj.get("params_ema", obj.get("params"))
-  return obj
+  return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in _unwrap(obj).items()}
 
 
 def export_config(task: str, model_cfg, scale: int | None = None):
