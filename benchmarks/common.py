@@ -40,8 +40,9 @@ def load_avg() -> str:
 def machine() -> str:
   import jax  # pylint: disable=g-import-not-at-top
   d = jax.devices()[0]
+  tuned = 'malloc tuned' if os.environ.get('MGDN_MALLOC_TUNED') else 'default malloc'
   return (f'{jax.default_backend()} / {d.device_kind} ({jax.device_count()} device(s)), {os.cpu_count()} CPU cores, '
-          f'jax {jax.__version__}, python {platform.python_version()}')
+          f'jax {jax.__version__}, python {platform.python_version()}, {tuned}')
 
 
 def peak_rss_mb() -> float:

@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr_x4', 'gdsr_x8', 'gdsr_x16')
 
@@ -98,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  host_memory.tune_and_reexec()
   main()

@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
@@ -159,4 +160,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  host_memory.tune_and_reexec()
   main()

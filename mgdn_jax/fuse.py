@@ -19,6 +19,7 @@ import sys
 
 import tqdm
 
+from mgdn_jax import host_memory
 from mgdn_jax import image_io
 from mgdn_jax import inference
 from mgdn_jax.image_io import InputError
@@ -392,4 +393,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+  host_memory.tune_and_reexec()
   sys.exit(main())
