@@ -1,23 +1,22 @@
-"""glibc malloc settings that keep XLA:CPU's per-step buffers resident (entry points call `tune_and_reexec`).
+"""glibc malloc setting that makes XLA:CPU's per-step buffers cheap to map (entry points call `tune_and_reexec`).
 
 XLA:CPU allocates each execution's temporary buffer (GBs for a training step) with posix_memalign from a worker
-thread. glibc serves such sizes from a fresh mmap and unmaps them on free, so every step page-faults its whole
-working set again: measured on a 2-core VM, the MEF training step (batch 4, 128²) took 3.5 M minor faults and
-~13 CPU-seconds of kernel time per step (15 s → 8 s once removed; `benchmarks/README.md`). Serving all
-threads from the main heap (one arena), never via mmap, and never trimming it makes the second step onwards
-fault-free. The cost: the process keeps its peak heap until it exits, which is what a training or fusion run
-wants anyway.
+thread; glibc serves such sizes from a fresh mmap and unmaps it on free, so every step page-faults its whole
+working set again, 4 KiB at a time. Measured on a 2-core VM, MEF training step (batch 4, 128²): 3.5 M minor
+faults and ~13 CPU-seconds of kernel time per step, 17 s per step. With `glibc.malloc.hugetlb=1` glibc asks for
+transparent huge pages on those mappings (THP mode `madvise`, the Debian/Ubuntu default): 19 k faults, 1.3 s of
+kernel time, 7.3 s per step, same peak RSS. (Keeping the buffers resident instead — one arena, no mmap, no trim —
+removes the faults entirely but fragments the heap: the same run grew from 12 to 24 GB after a few steps.)
 
-The settings are glibc tunables, read once at process start, hence the re-exec. Applied only on Linux/glibc
-when no accelerator plugin is installed (host memory is not the bottleneck there); `MGDN_MALLOC_TUNING=0`
-turns it off.
+The setting is a glibc tunable, read once at process start, hence the re-exec. Applied only on Linux/glibc when
+no accelerator plugin is installed (host memory is not the bottleneck there); `MGDN_MALLOC_TUNING=0` turns it off.
 """
 import importlib.util
 import os
 import platform
 import sys
 
-TUNABLES = ('glibc.malloc.arena_max=1', 'glibc.malloc.mmap_max=0', 'glibc.malloc.trim_threshold=68719476736')
+TUNABLES = ('glibc.malloc.hugetlb=1',)
 _MARK = 'MGDN_MALLOC_TUNED'
 _ACCELERATOR_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'jax_rocm60_plugin',
                         'libtpu')
