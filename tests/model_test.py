@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import model as model_lib
+from mgdn_jax.layers.common import conv
 
 OFFICIAL_COUNTS = {"mef": 893_551, "mff": 178_975, "hdr": 1_826_445, "gdsr_x4": 292_282, "gdsr_x8": 292_282,
                    "gdsr_x16": 1_127_374}
@@ -132,3 +133,16 @@ def test_bad_configs():
     model_lib.MGDN(model_lib.model_config("tiny_fusion", embed_dim=8), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="match in_channels"):
     model_lib.MGDN(model_lib.model_config("tiny_fusion", num_streams=3), rngs=nnx.Rngs(0))
+
+
+def test_conv_1x1_matmul_path_matches_nnx_conv():
+  layer = conv(5, 4, 1, rngs=nnx.Rngs(3))
+  ref = nnx.Conv(5, 4, (1, 1), padding=((0, 0), (0, 0)), rngs=nnx.Rngs(0))
+  ref.kernel[...], ref.bias[...] = layer.kernel[...], layer.bias[...]
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 7, 5)), jnp.float32)
+  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(ref(x)), atol=1e-5)
+  grad = lambda m: nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, x)
+  (g_layer, gx_layer), (g_ref, gx_ref) = grad(layer), grad(ref)
+  np.testing.assert_allclose(np.asarray(gx_layer), np.asarray(gx_ref), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(g_layer.kernel[...]), np.asarray(g_ref.kernel[...]), atol=1e-4)
+  assert conv(5, 4, 1, rngs=nnx.Rngs(0), dtype=jnp.bfloat16)(x).dtype == jnp.bfloat16

@@ -143,3 +143,4 @@ def test_depthwise_conv_matches_grouped_conv_values_and_gradients():
   want = jax.grad(lambda *a: jnp.sum(grouped(*a) * g), argnums=(0, 1, 2))(x, kernel, bias)
   for a, b in zip(got, want):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-5)
+

@@ -48,12 +48,29 @@ def _uniform_bias_init(fan_in: int):
   return _uniform_init(lambda shape: 1.0 / math.sqrt(fan_in))
 
 
+class Conv(nnx.Conv):
+  """nnx.Conv (same parameters, same result) that runs dense 1×1 convolutions as a matmul.
+
+  Why: XLA:CPU computes the kernel gradient of a 1×1 convolution as a convolution whose window is the whole
+  image (after transposing both operands); as `nhwi,io->nhwo`, autodiff yields plain matmuls. Measured at
+  (4, 128, 128, 120→60): forward+backward 50 → 21 ms; the MEF training step (batch 4, 128²) 8.36 → 7.76 s.
+  (The same rewrite of the 3×3 kernel gradient as per-tap matmuls gained < 2 % and cost 1.7 GB: not kept.)
+  """
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.feature_group_count != 1 or self.kernel_size != (1, 1):
+      return super().__call__(x)
+    dtype = self.dtype or x.dtype
+    return jnp.einsum("nhwi,io->nhwo", x.astype(dtype), self.kernel[...][0, 0].astype(dtype)) \
+        + self.bias[...].astype(dtype)
+
+
 def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dilation: int = 1, groups: int = 1,
-         dtype=jnp.float32) -> nnx.Conv:
+         dtype=jnp.float32) -> Conv:
   """k×k conv, stride 1, zero 'same' padding, bias, PyTorch default init (params always f32)."""
   pad = dilation * (kernel - 1) // 2
   fan_in = (in_ch // groups) * kernel * kernel
-  return nnx.Conv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)),
+  return Conv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)),
                   kernel_dilation=(dilation, dilation), feature_group_count=groups,
                   kernel_init=_torch_conv_kernel_init, bias_init=_uniform_bias_init(fan_in),
                   dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
