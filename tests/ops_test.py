@@ -144,3 +144,24 @@ def test_depthwise_conv_matches_grouped_conv_values_and_gradients():
   for a, b in zip(got, want):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-5)
 
+
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_window_attention_matches_autodiff_softmax_attention(masked):
+  rng = np.random.default_rng(7)
+  q, k, v, g = (jnp.asarray(rng.standard_normal((2, 3, 2, 16, 5)), jnp.float32) for _ in range(4))
+  bias = jnp.asarray(rng.standard_normal((2, 16, 16)), jnp.float32)
+  mask = jnp.asarray(np.where(rng.random((3, 16, 16)) < 0.3, -100.0, 0.0), jnp.float32) if masked else None
+
+  def plain(q, k, v, bias):
+    s = jnp.einsum("nwhtd,nwhsd->nwhts", q, k, precision="highest") + bias
+    s = s + mask[:, None] if masked else s
+    return jnp.einsum("nwhts,nwhsd->nwhtd", jax.nn.softmax(s, axis=-1), v, precision="highest")
+
+  np.testing.assert_allclose(np.asarray(ops.window_attention(q, k, v, bias, mask)), np.asarray(plain(q, k, v, bias)),
+                             atol=1e-5)
+  got = jax.grad(lambda *a: jnp.sum(ops.window_attention(*a, mask) * g), argnums=(0, 1, 2, 3))(q, k, v, bias)
+  want = jax.grad(lambda *a: jnp.sum(plain(*a) * g), argnums=(0, 1, 2, 3))(q, k, v, bias)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)

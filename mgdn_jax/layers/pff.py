@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
-from mgdn_jax.ops import relative_position_index, shift_attention_mask, window_partition, window_reverse
+from mgdn_jax.ops import relative_position_index, window_attention, shift_attention_mask, window_partition, window_reverse
 
 
 class WindowAttention(nnx.Module):
@@ -29,17 +29,12 @@ class WindowAttention(nnx.Module):
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     n, nw, t, c = x.shape
     hd = c // self.num_heads
-    # qkv channels are [q | k | v], each head-major.
-    q, k, v = jnp.split(self.qkv(x).reshape(n, nw, t, 3 * self.num_heads, hd), 3, axis=3)
-    logits = jnp.einsum("nwthd,nwshd->nwhts", q * self.scale, k, preferred_element_type=jnp.float32)
+    # qkv channels are [q | k | v], each head-major; one transpose gives all three as (N, nW, heads, T, hd).
+    q, k, v = self.qkv(x).reshape(n, nw, t, 3, self.num_heads, hd).transpose(3, 0, 1, 4, 2, 5)
     index = relative_position_index(self.window_size).reshape(-1)
     bias = self.relative_position_bias_table[...][index].reshape(t, t, self.num_heads).transpose(2, 0, 1)
-    logits = logits + bias  # (heads, T, T) broadcasts over batch and windows
-    if mask is not None:
-      logits = logits + mask[:, None]  # (nW, 1, T, T): shared by batch and heads
-    attn = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    out = jnp.einsum("nwhts,nwshd->nwthd", attn, v, preferred_element_type=jnp.float32).astype(x.dtype)
-    return self.proj(out.reshape(n, nw, t, c))
+    out = window_attention(q * self.scale, k, v, bias, mask)  # (N, nW, heads, T, hd)
+    return self.proj(out.transpose(0, 1, 3, 2, 4).reshape(n, nw, t, c))
 
 
 class LocalContextExtractor(nnx.Module):
