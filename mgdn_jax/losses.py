@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mgdn_jax.layers.common import Conv
+
 _EPS = 1e-6
 
 
@@ -206,7 +208,7 @@ class MaskedMILoss(nnx.Module):
     self.bandwidth = 0.5 / num_bins if bandwidth is None else float(bandwidth)
     # Flat list: projection of stream k at stage n is proj[n * num_streams + k].
     self.proj = nnx.List([
-        nnx.Conv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+        Conv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)  # 1×1 as a matmul
         for _ in range(num_stages * num_streams)])
     self.mask = nnx.List([GradientMask(mask_hidden, mask_layers, rngs=rngs) for _ in range(num_stages)])
 
