@@ -1,11 +1,11 @@
 """Window self-attention core softmax(q kᵀ + bias + mask) v with a recomputing custom VJP (HDR-Transformer / Swin).
 
 Autodiff keeps the (N, nW, heads, T, T) logits and probabilities of every block alive until the backward pass:
-100 MB each per block at batch 4, 128², T = 64, 6 heads — for the 18-block HDR network more than the rest of the
-activations together. This VJP saves only q, k, v, the output and the per-row log-sum-exp (T× smaller than the
-probabilities) and recomputes the probabilities in the backward pass (one extra q kᵀ), the way flash attention
-does. The bias gradient (a sum over batch and windows) is a ones-vector matmul: XLA:CPU's reduce over the two
-leading axes of the same tensor ran at ~2 GB/s.
+100 MB each per block at batch 4, 128², T = 64, 6 heads. This VJP saves only q, k, v, the output and the per-row
+log-sum-exp (T× smaller than the probabilities) and recomputes the probabilities in the backward pass (one extra
+q kᵀ), the way flash attention does: the HDR training step's plan went from 19.3 to 16.0 GB (MEF 11.6 → 9.4 GB)
+at unchanged speed. The bias gradient (a sum over batch and windows) is a ones-vector matmul: XLA:CPU's reduce
+over the two leading axes of the same tensor ran at ~2 GB/s.
 """
 import jax
 import jax.numpy as jnp
