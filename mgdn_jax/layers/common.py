@@ -58,7 +58,9 @@ class Conv(nnx.Conv):
   """
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.feature_group_count != 1 or self.kernel_size != (1, 1):
+    pointwise = (self.kernel_size == (1, 1) and self.feature_group_count == 1 and self.strides in (1, (1, 1))
+                 and self.padding in ('SAME', 'VALID', ((0, 0), (0, 0))))
+    if not pointwise:
       return super().__call__(x)
     dtype = self.dtype or x.dtype
     return jnp.einsum("nhwi,io->nhwo", x.astype(dtype), self.kernel[...][0, 0].astype(dtype)) \
@@ -71,9 +73,9 @@ def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dilation: int 
   pad = dilation * (kernel - 1) // 2
   fan_in = (in_ch // groups) * kernel * kernel
   return Conv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)),
-                  kernel_dilation=(dilation, dilation), feature_group_count=groups,
-                  kernel_init=_torch_conv_kernel_init, bias_init=_uniform_bias_init(fan_in),
-                  dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+              kernel_dilation=(dilation, dilation), feature_group_count=groups,
+              kernel_init=_torch_conv_kernel_init, bias_init=_uniform_bias_init(fan_in),
+              dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
 def linear(in_f: int, out_f: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=jnp.float32) -> nnx.Linear:

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
-from mgdn_jax.ops import relative_position_index, window_attention, shift_attention_mask, window_partition, window_reverse
+from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
+                          window_reverse)
 
 
 class WindowAttention(nnx.Module):
