@@ -83,14 +83,14 @@ def compile_stats(jitted: Any, *args, **kwargs) -> tuple[Any, dict]:
                - getattr(m, 'alias_size_in_bytes', 0))
       stats.update(mem_mb=total / 2**20, temp_mb=m.temp_size_in_bytes / 2**20)
   except (NotImplementedError, AttributeError):
-    pass
+    pass  # backends without memory analysis: mem_mb stays None and tables print n/a
   try:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     if cost and cost.get('flops', 0) > 0:
       stats['flops'] = float(cost['flops'])
   except (NotImplementedError, AttributeError):
-    pass
+    pass  # backends without cost analysis: flops stays None, so FLOP/s and MFU print n/a
   return compiled, stats
 
 

@@ -11,23 +11,22 @@ import jax
 import jax.numpy as jnp
 
 
-def _probabilities(q, k, bias, mask, lse=None):
-  """(N, nW, h, T, T) f32 probabilities, and the (N, nW, h, T) log-sum-exp when `lse` is not given."""
+def _logits(q, k, bias, mask):
+  """(N, nW, h, T, T) f32 logits q kᵀ + bias (+ mask)."""
   s = jnp.einsum("nwhtd,nwhsd->nwhts", q, k, preferred_element_type=jnp.float32) + bias.astype(jnp.float32)
   if mask is not None:
     s = s + mask.astype(jnp.float32)[:, None]  # (nW, 1, T, T): shared by batch and heads
-  if lse is None:
-    m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
-    e = jnp.exp(s - m)
-    total = jnp.sum(e, axis=-1, keepdims=True)
-    return e / total, (m + jnp.log(total))[..., 0]
-  return jnp.exp(s - lse[..., None]), lse
+  return s
 
 
 def _forward(q, k, v, bias, mask):
-  p, lse = _probabilities(q, k, bias, mask)
-  out = jnp.einsum("nwhts,nwhsd->nwhtd", p.astype(v.dtype), v, preferred_element_type=jnp.float32)
-  return out.astype(v.dtype), lse
+  """Output and the (N, nW, h, T) log-sum-exp of the logits (all the backward pass needs to rebuild p)."""
+  s = _logits(q, k, bias, mask)
+  m = jnp.max(s, axis=-1, keepdims=True)
+  e = jnp.exp(s - m)
+  total = jnp.sum(e, axis=-1, keepdims=True)
+  out = jnp.einsum("nwhts,nwhsd->nwhtd", (e / total).astype(v.dtype), v, preferred_element_type=jnp.float32)
+  return out.astype(v.dtype), (m + jnp.log(total))[..., 0]
 
 
 @jax.custom_vjp
@@ -52,7 +51,7 @@ def _fwd(q, k, v, bias, mask):
 
 def _bwd(residuals, g):
   q, k, v, bias, mask, out, lse = residuals
-  p, _ = _probabilities(q, k, bias, mask, lse)
+  p = jnp.exp(_logits(q, k, bias, mask) - lse[..., None])
   g32 = g.astype(jnp.float32)
   dv = jnp.einsum("nwhts,nwhtd->nwhsd", p.astype(v.dtype), g, preferred_element_type=jnp.float32)
   dp = jnp.einsum("nwhtd,nwhsd->nwhts", g, v, preferred_element_type=jnp.float32)
