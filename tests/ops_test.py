@@ -165,3 +165,40 @@ def test_window_attention_matches_autodiff_softmax_attention(masked):
   want = jax.grad(lambda *a: jnp.sum(plain(*a) * g), argnums=(0, 1, 2, 3))(q, k, v, bias)
   for a, b in zip(got, want):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
+
+
+def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
+  """The custom VJPs (token-major barrier, per-tap kernel gradient) under jit on the 8-device ('data',) mesh."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from mgdn_jax import sharding
+  from mgdn_jax.ops.conv import conv2d
+  from mgdn_jax.ops.dense import dense
+  mesh = sharding.make_mesh()
+  assert mesh.size == 8
+  rng = np.random.default_rng(3)
+  x = jax.device_put(jnp.asarray(rng.standard_normal((8, 6, 5, 4)), jnp.float32), NamedSharding(mesh, P("data")))
+  w3 = jnp.asarray(rng.standard_normal((3, 3, 4, 4)), jnp.float32)
+  w1 = jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)
+  b3, b1 = jnp.ones((4,)), jnp.ones((3,))
+
+  def net(x, w3, b3, w1, b1, conv_fn, dense_fn):
+    return jnp.sum(jnp.sin(dense_fn(jnp.tanh(conv_fn(x, w3, b3, 2)), w1, b1)))
+
+  plain_conv = lambda x, w, b, d: jax.lax.conv_general_dilated(
+      x, w, (1, 1), ((d, d), (d, d)), rhs_dilation=(d, d), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+  plain_dense = lambda x, w, b: x @ w + b
+  grads = jax.jit(jax.grad(net, argnums=(0, 1, 2, 3, 4)), static_argnums=(5, 6))
+  got = grads(x, w3, b3, w1, b1, conv2d, dense)
+  want = grads(x, w3, b3, w1, b1, plain_conv, plain_dense)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
+  assert got[0].sharding.spec == P("data")
+
+
+def test_conv2d_rejects_even_or_mismatched_kernels():
+  from mgdn_jax.ops.conv import conv2d
+  x = jnp.zeros((1, 4, 4, 3))
+  with pytest.raises(ValueError, match="odd k"):
+    conv2d(x, jnp.zeros((2, 2, 3, 1)), None)
+  with pytest.raises(ValueError, match=r"\(k, k, 3, O\)"):
+    conv2d(x, jnp.zeros((3, 3, 2, 1)), None)

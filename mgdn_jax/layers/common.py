@@ -6,6 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mgdn_jax.ops.conv import conv2d
+from mgdn_jax.ops.dense import dense
+
 def _numpy_rng(key):
   """A numpy Generator seeded from a concrete JAX key, or None while tracing (jit / eval_shape).
 
@@ -49,22 +52,36 @@ def _uniform_bias_init(fan_in: int):
 
 
 class Conv(nnx.Conv):
-  """nnx.Conv (same parameters, same result) that runs dense 1×1 convolutions as a matmul.
+  """nnx.Conv (same parameters, same result) with fast gradients for plain (ungrouped, stride-1, 'same') convs.
 
-  Why: XLA:CPU computes the kernel gradient of a 1×1 convolution as a convolution whose window is the whole
-  image (after transposing both operands); as `nhwi,io->nhwo`, autodiff yields plain matmuls. Measured at
-  (4, 128, 128, 120→60): forward+backward 50 → 21 ms; the MEF training step (batch 4, 128²) 8.36 → 7.76 s.
-  (The same rewrite of the 3×3 kernel gradient as per-tap matmuls gained < 2 % and cost 1.7 GB: not kept.)
+  Why: XLA:CPU computes kernel gradients as whole-image convolutions (~30 GFLOP/s here). 1×1 convs run as
+  `ops.dense` (token-wise matmul; (4, 128, 128, 120→60) forward+backward 50 → 21 ms), odd k×k convs as
+  `ops.conv2d` (per-tap matmul kernel gradient). Grouped/strided convs fall back to nnx.Conv.
   """
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    pointwise = (self.kernel_size == (1, 1) and self.feature_group_count == 1 and self.strides in (1, (1, 1))
-                 and self.padding in ('SAME', 'VALID', ((0, 0), (0, 0))))
-    if not pointwise:
+    kh, kw = self.kernel_size
+    dil = self.kernel_dilation if isinstance(self.kernel_dilation, int) else self.kernel_dilation[0]
+    same = dil * (kh - 1) // 2
+    plain = (kh == kw and kh % 2 == 1 and self.feature_group_count == 1 and self.strides in (1, (1, 1))
+             and self.kernel_dilation in (dil, (dil, dil)) and self.padding in ('SAME', ((same, same), (same, same)), 'VALID' if kh == 1 else None)
+             and self.bias is not None)
+    if not plain:
       return super().__call__(x)
     dtype = self.dtype or x.dtype
-    return jnp.einsum("nhwi,io->nhwo", x.astype(dtype), self.kernel[...][0, 0].astype(dtype)) \
-        + self.bias[...].astype(dtype)
+    x, kernel, bias = x.astype(dtype), self.kernel[...].astype(dtype), self.bias[...].astype(dtype)
+    if kh == 1:
+      return dense(x, kernel[0, 0], bias)
+    return conv2d(x, kernel, bias, dil)
+
+
+class Linear(nnx.Linear):
+  """nnx.Linear (same parameters, same result) whose backward pass is `ops.dense`'s (fast weight gradient)."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    dtype = self.dtype or x.dtype
+    bias = None if self.bias is None else self.bias[...].astype(dtype)
+    return dense(x.astype(dtype), self.kernel[...].astype(dtype), bias)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dilation: int = 1, groups: int = 1,
@@ -78,9 +95,9 @@ def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dilation: int 
               dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
-def linear(in_f: int, out_f: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=jnp.float32) -> nnx.Linear:
+def linear(in_f: int, out_f: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=jnp.float32) -> Linear:
   """Linear layer with the official init: weights N(0, 0.02²), bias 0."""
-  return nnx.Linear(in_f, out_f, use_bias=use_bias, kernel_init=normal_02,
+  return Linear(in_f, out_f, use_bias=use_bias, kernel_init=normal_02,
                     bias_init=nnx.initializers.zeros_init(), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
