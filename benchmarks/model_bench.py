@@ -36,12 +36,14 @@ def model_rows(task: str, batch: int, size: int, repeats: int) -> list:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import compile_options  # pylint: disable=g-import-not-at-top
   cfg = model_lib.model_config(task)
   graphdef, params = nnx.split(model_lib.create_model(cfg))
   rng = np.random.default_rng(0)
   streams = [jnp.asarray(rng.random((batch, size, size, c), dtype=np.float32)) for c in cfg.in_channels]
-  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0])
-  grad = jax.jit(jax.grad(lambda p, *s: jnp.sum(nnx.merge(graphdef, p)(*s)[0])))
+  options = compile_options.compiler_options()  # as the training and inference steps
+  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0], compiler_options=options)
+  grad = jax.jit(jax.grad(lambda p, *s: jnp.sum(nnx.merge(graphdef, p)(*s)[0])), compiler_options=options)
   f = _timed(fwd, (params, *streams), repeats)
   b = _timed(grad, (params, *streams), repeats)
   return [task, batch, f'{size}²', f['time_s'] * 1e3, b['time_s'] * 1e3, f['mem_mb'], b['mem_mb'],

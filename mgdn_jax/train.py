@@ -27,6 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from mgdn_jax import checkpoint
+from mgdn_jax import compile_options
 from mgdn_jax import sharding
 from mgdn_jax import train_eval
 from mgdn_jax import train_state
@@ -207,7 +208,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   step_fn = jax.jit(
       functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx,
                         schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed)),
-      out_shardings=(state_sh, None), donate_argnums=(0,))
+      out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=compile_options.compiler_options())
   predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
   _BUILT.clear()  # keep one: each holds compiled executables
   _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn, predict)

@@ -15,6 +15,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from mgdn_jax import compile_options
+
 # ImageNet statistics of the GDSR RGB guide (data module's normalisation), to show it as a photo.
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -28,11 +30,12 @@ def dataset_name(spec: str) -> str:
 def make_predict_fn(gd_model: Any, num_streams: int) -> Callable[..., jax.Array]:
   """Jitted `predict(params, batch) → fused (1, H, W, C_out)`; one compile per image size."""
 
-  @jax.jit
-  def predict(params, streams):
+  def _predict(params, streams):
     model = nnx.merge(gd_model, params)
     fused, _ = model(*streams, train=False, rng=None)
     return fused
+
+  predict = jax.jit(_predict, compiler_options=compile_options.compiler_options())
 
   def run(params, example):
     device = jax.tree.leaves(params)[0].devices().pop()
