@@ -76,12 +76,11 @@ def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import compile_options  # pylint: disable=g-import-not-at-top
   cfg = model_lib.model_config('hdr')
   graphdef, params = nnx.split(model_lib.create_model(cfg))
   rng = np.random.default_rng(0)
   streams = [jax.device_put(rng.random((1, height, width, c), dtype=np.float32)) for c in cfg.in_channels]
-  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0], compiler_options=compile_options.compiler_options())
+  fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0])
   base = common.peak_rss_mb()
   compiled, stats = common.compile_stats(fwd, params, *streams)
   times = []

@@ -31,8 +31,6 @@ import numpy as np
 from flax import nnx
 import tqdm
 
-from mgdn_jax import compile_options
-
 OFFICIAL_MULTIPLE = 8
 PADDINGS = ('reflect', 'official', 'none')
 DEFAULT_OVERLAP = 32
@@ -163,22 +161,17 @@ def auto_tile(model, h: int, w: int, budget: int | None = None) -> int | None:
 # --------------------------------------------------------------------------------------------------- forward
 
 
-def _forward_impl(graphdef, state, *streams):
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, state, *streams):
   model = nnx.merge(graphdef, state)
   fused, _ = model(*streams, train=False, rng=None)
   return fused.astype(jnp.float32)
 
 
-@functools.cache
-def _forward():
-  # Built on first use: the compile options depend on the backend, which must not be initialised at import.
-  return jax.jit(_forward_impl, static_argnums=0, compiler_options=compile_options.compiler_options())
-
-
 def _run(model, streams: list[np.ndarray]) -> np.ndarray:
   """One forward pass of (H, W, C_k) arrays; returns (H, W, C_out) float32 numpy."""
   graphdef, state = nnx.split(model)
-  out = _forward()(graphdef, state, *(jnp.asarray(x[None], jnp.float32) for x in streams))
+  out = _forward(graphdef, state, *(jnp.asarray(x[None], jnp.float32) for x in streams))
   return np.asarray(out[0])
 
 

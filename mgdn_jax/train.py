@@ -208,7 +208,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   step_fn = jax.jit(
       functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx,
                         schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed)),
-      out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=compile_options.compiler_options())
+      out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=compile_options.train_compiler_options())
   predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
   _BUILT.clear()  # keep one: each holds compiled executables
   _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn, predict)

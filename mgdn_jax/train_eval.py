@@ -15,8 +15,6 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mgdn_jax import compile_options
-
 # ImageNet statistics of the GDSR RGB guide (data module's normalisation), to show it as a photo.
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -35,7 +33,7 @@ def make_predict_fn(gd_model: Any, num_streams: int) -> Callable[..., jax.Array]
     fused, _ = model(*streams, train=False, rng=None)
     return fused
 
-  predict = jax.jit(_predict, compiler_options=compile_options.compiler_options())
+  predict = jax.jit(_predict)
 
   def run(params, example):
     device = jax.tree.leaves(params)[0].devices().pop()

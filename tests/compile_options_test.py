@@ -1,4 +1,4 @@
-"""XLA:CPU compile options of the jitted steps: probed, opt-out-able, and numerically the default's results."""
+"""XLA:CPU compile options of the training step: probed, opt-out-able, and numerically the default's results."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,13 +9,13 @@ from mgdn_jax import compile_options
 
 @pytest.fixture
 def fresh_cache():
-  compile_options.compiler_options.cache_clear()
+  compile_options.train_compiler_options.cache_clear()
   yield
-  compile_options.compiler_options.cache_clear()
+  compile_options.train_compiler_options.cache_clear()
 
 
 def test_options_compile_and_match_default_results():
-  options = compile_options.compiler_options()
+  options = compile_options.train_compiler_options()
   assert options in ({}, {compile_options._OPTION: compile_options._VALUE})
   rng = np.random.default_rng(0)
   x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((256, 64), (64, 96)))
@@ -26,14 +26,14 @@ def test_options_compile_and_match_default_results():
 
 def test_env_opt_out(monkeypatch, fresh_cache):
   monkeypatch.setenv("MGDN_YNN_FUSION", "0")
-  assert compile_options.compiler_options() == {}
+  assert compile_options.train_compiler_options() == {}
 
 
 def test_users_xla_flags_win(monkeypatch, fresh_cache):
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=individual_dot")
-  assert compile_options.compiler_options() == {}
+  assert compile_options.train_compiler_options() == {}
 
 
 def test_unknown_option_falls_back_to_default(monkeypatch, fresh_cache):
   monkeypatch.setattr(compile_options, "_OPTION", "xla_cpu_no_such_option_for_this_test")
-  assert compile_options.compiler_options() == {}
+  assert compile_options.train_compiler_options() == {}

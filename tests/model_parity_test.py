@@ -9,8 +9,8 @@ from flax import nnx
 
 from mgdn_jax import compile_options, convert
 
-# The compile options of the training / inference steps: parity must hold for what users actually run.
-OPTIONS = compile_options.compiler_options()
+# Gradients compile with the training step's options: parity must hold for what users actually run.
+TRAIN_OPTIONS = compile_options.train_compiler_options()
 
 TASK = {"MGFF": "mef", "MGFF_GDSR": "gdsr", "MGFF_Deghosting": "hdr"}
 LOCAL = ["mini_fusion", "mini_gdsr", "mini_hdr", "mff_official_lytro"]
@@ -32,7 +32,7 @@ def _nhwc(a):
 
 def _check_forward(z, model, inputs):
   graphdef, state = nnx.split(model)
-  out, feats = jax.jit(lambda s, *x: nnx.merge(graphdef, s)(*x), compiler_options=OPTIONS)(state, *inputs)
+  out, feats = jax.jit(lambda s, *x: nnx.merge(graphdef, s)(*x))(state, *inputs)
   np.testing.assert_allclose(np.asarray(out), _nhwc(z["output"]), atol=1e-5, rtol=0)
   n_stages = len([k for k in z.files if k.startswith("S/stage") and k.endswith("/0")])
   assert len(feats) == n_stages
@@ -69,7 +69,7 @@ def test_fixture_gradients(testdata_dir, name):
     out, _ = nnx.merge(graphdef, p, rest)(*inputs)
     return jnp.mean(jnp.abs(out - gt))
 
-  loss, grads = jax.jit(jax.value_and_grad(loss_fn), compiler_options=OPTIONS)(params)
+  loss, grads = jax.jit(jax.value_and_grad(loss_fn), compiler_options=TRAIN_OPTIONS)(params)
   np.testing.assert_allclose(float(loss), float(z["loss_l1"]), rtol=1e-5)
   ours = {".".join(map(str, k)): np.asarray(v[...]) for k, v in nnx.to_flat_state(grads)}
   compared = set()

@@ -1,11 +1,13 @@
-"""The pure ops: dynamic filter (custom VJP vs autodiff oracle), channel attention, window helpers, padding."""
+"""The pure ops: dynamic filter (custom VJP vs autodiff oracle), channel attention, window helpers, padding,
+window attention, dense and conv2d (custom VJPs vs autodiff)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
 from jax.test_util import check_grads
 
-from mgdn_jax import ops
+from mgdn_jax import ops, sharding
 
 
 def _naive_filter(x, k, ks):
@@ -169,10 +171,6 @@ def test_window_attention_matches_autodiff_softmax_attention(masked):
 
 def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
   """The custom VJPs (token-major barrier, per-tap kernel gradient) under jit on the 8-device ('data',) mesh."""
-  from jax.sharding import NamedSharding, PartitionSpec as P
-  from mgdn_jax import sharding
-  from mgdn_jax.ops.conv import conv2d
-  from mgdn_jax.ops.dense import dense
   mesh = sharding.make_mesh()
   assert mesh.size == 8
   rng = np.random.default_rng(3)
@@ -188,7 +186,7 @@ def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
       x, w, (1, 1), ((d, d), (d, d)), rhs_dilation=(d, d), dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
   plain_dense = lambda x, w, b: x @ w + b
   grads = jax.jit(jax.grad(net, argnums=(0, 1, 2, 3, 4)), static_argnums=(5, 6))
-  got = grads(x, w3, b3, w1, b1, conv2d, dense)
+  got = grads(x, w3, b3, w1, b1, ops.conv2d, ops.dense)
   want = grads(x, w3, b3, w1, b1, plain_conv, plain_dense)
   for a, b in zip(got, want):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
@@ -196,9 +194,8 @@ def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
 
 
 def test_conv2d_rejects_even_or_mismatched_kernels():
-  from mgdn_jax.ops.conv import conv2d
   x = jnp.zeros((1, 4, 4, 3))
   with pytest.raises(ValueError, match="odd k"):
-    conv2d(x, jnp.zeros((2, 2, 3, 1)), None)
+    ops.conv2d(x, jnp.zeros((2, 2, 3, 1)), None)
   with pytest.raises(ValueError, match=r"\(k, k, 3, O\)"):
-    conv2d(x, jnp.zeros((3, 3, 2, 1)), None)
+    ops.conv2d(x, jnp.zeros((3, 3, 2, 1)), None)

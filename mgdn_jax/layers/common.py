@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgdn_jax.ops.conv import conv2d
-from mgdn_jax.ops.dense import dense
+from mgdn_jax.ops import conv2d, dense
 
 def _numpy_rng(key):
   """A numpy Generator seeded from a concrete JAX key, or None while tracing (jit / eval_shape).
