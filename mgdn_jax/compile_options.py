@@ -3,9 +3,9 @@
 XLA:CPU hands matmuls to YNNPACK one dot at a time by default, so every elementwise epilogue (bias, GELU,
 LeakyReLU, the attention bias/mask add) writes and re-reads a full-size intermediate. Letting YNNPACK fuse
 those epilogues into the dots (`LIBRARY_FUSION_TYPE_DOT`, convolutions still individually) cut the step plans
-(batch 4, 128², this 2-core CPU): MEF 9.4 → 6.5 GB, HDR 16.0 → 12.2 GB, at equal speed within this machine's
-noise (default vs fused, interleaved runs: MEF 5.6–9.3 vs 5.8–8.9 s per step, HDR 11.3–12.9 vs 12.1–13.9 s); the parity fixtures
-still match to 1e-5.
+(batch 4, 128², this 2-core CPU): MFF 3.1 → 1.9 GB, MEF 9.4 → 6.5 GB, HDR 16.0 → 12.2 GB, at equal speed within
+this machine's noise (default vs fused, interleaved runs: MEF 5.6–9.3 vs 5.8–8.9 s per step, HDR 11.3–12.9 vs
+12.1–13.9 s); the gradient parity tests compile with it and still pass.
 
 Not for forward-only programs: the same option made untiled HDR inference at 500×750 plan 7.4 GB instead of
 3.0 GB and run 25.2 s instead of 23.1 s, and at 1000×1500 ask for 30.5 GB (out of memory) instead of 12.0 GB —

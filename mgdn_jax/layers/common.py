@@ -62,8 +62,9 @@ class Conv(nnx.Conv):
     kh, kw = self.kernel_size
     dil = self.kernel_dilation if isinstance(self.kernel_dilation, int) else self.kernel_dilation[0]
     same = dil * (kh - 1) // 2
+    same_padding = ('SAME', ((same, same), (same, same))) + (('VALID',) if kh == 1 else ())
     plain = (kh == kw and kh % 2 == 1 and self.feature_group_count == 1 and self.strides in (1, (1, 1))
-             and self.kernel_dilation in (dil, (dil, dil)) and self.padding in ('SAME', ((same, same), (same, same)), 'VALID' if kh == 1 else None)
+             and self.kernel_dilation in (dil, (dil, dil)) and self.padding in same_padding
              and self.bias is not None)
     if not plain:
       return super().__call__(x)
