@@ -28,12 +28,11 @@ def dataset_name(spec: str) -> str:
 def make_predict_fn(gd_model: Any, num_streams: int) -> Callable[..., jax.Array]:
   """Jitted `predict(params, batch) → fused (1, H, W, C_out)`; one compile per image size."""
 
-  def _predict(params, streams):
+  @jax.jit
+  def predict(params, streams):
     model = nnx.merge(gd_model, params)
     fused, _ = model(*streams, train=False, rng=None)
     return fused
-
-  predict = jax.jit(_predict)
 
   def run(params, example):
     device = jax.tree.leaves(params)[0].devices().pop()
