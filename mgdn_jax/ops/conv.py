@@ -17,6 +17,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from mgdn_jax.ops.dense import bias_gradient, token_contract
+
 
 def _conv(x, kernel, dilation):
   pad = dilation * (kernel.shape[0] - 1) // 2
@@ -58,11 +60,10 @@ def _bwd(dilation, residuals, g):
 
   def tap(offset):
     shifted = jax.lax.dynamic_slice(xp, (0, offset[0], offset[1], 0), (n, h, w, c)).reshape(-1, c)
-    return jax.lax.dot_general(shifted, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return token_contract(shifted, g2)
 
   dkernel = jax.lax.map(tap, offsets).reshape(kernel.shape).astype(kernel.dtype)
-  dbias = None if bias is None else jnp.sum(g2.astype(jnp.float32), axis=0).astype(bias.dtype)
-  return dx, dkernel, dbias
+  return dx, dkernel, bias_gradient(g2, bias)
 
 
 _conv2d.defvjp(_fwd, _bwd)
