@@ -8,7 +8,7 @@ layer's parameters as they are stored (kernel (k, k, 1, C), bias (C,)):
 Why: XLA:CPU lowers grouped convolutions to slow generic loops, above all their gradients (measured at
 (4, 128, 128, 60): 185 ms forward, 1029 ms forward+backward). k² shifted multiply-adds fuse into one elementwise
 loop over the input instead; the backward is the same form (correlation of the zero-padded cotangent with the
-flipped kernel) plus k² per-channel reductions for the kernel gradient.
+flipped kernel) plus k² per-channel reductions for the kernel gradient, one tap per loop step.
 """
 import functools
 
@@ -59,8 +59,17 @@ def _bwd(residuals, g):
   dx = _taps(_pad(g, r), w, x.shape, flip=True)
   xp = _pad(x.astype(acc), r)
   n, h, ww, c = x.shape
-  dw = jnp.stack([jnp.stack([jnp.sum(jax.lax.dynamic_slice(xp, (0, i, j, 0), (n, h, ww, c)) * g, axis=(0, 1, 2))
-                             for j in range(k)]) for i in range(k)])
+  # One tap per loop step: as k² unrolled reductions XLA fused g's whole producer (in MGCA: the recomputed
+  # forward depthwise conv and the channel-attention backward) into each of them, k² times over; a loop operand
+  # is computed once. The per-channel sum over all pixels is a ones-vector matmul (XLA:CPU lowers the plain
+  # reduction over the leading axes to a slow reduce-window). MGCA fwd+bwd at (4, 128², 60): 572 → 300 ms.
+  ones = jnp.ones((n * h * ww,), acc)
+
+  def tap_gradient(t):
+    prod = jax.lax.dynamic_slice(xp, (0, t // k, t % k, 0), (n, h, ww, c)) * g
+    return jnp.dot(ones, prod.reshape(-1, c), precision=jax.lax.Precision.HIGHEST)
+
+  dw = jax.lax.map(tap_gradient, jnp.arange(k * k)).reshape(k, k, c)
   db = jnp.sum(g, axis=(0, 1, 2))
   return dx.astype(x.dtype), dw[:, :, None, :].astype(kernel.dtype), db.astype(bias.dtype)
 
