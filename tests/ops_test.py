@@ -169,6 +169,18 @@ def test_window_attention_matches_autodiff_softmax_attention(masked):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
 
 
+def test_gelu_is_exact_gelu_in_value_and_gradient():
+  # Wide range, including the x ≪ 0 tail where 1 + erf cancels and the far tails where Φ saturates.
+  x = jnp.concatenate([jnp.linspace(-12.0, 12.0, 4001, dtype=jnp.float32), jnp.asarray([0.0, -40.0, 40.0])])
+  exact = lambda x: jax.nn.gelu(x, approximate=False)  # erfc form
+  np.testing.assert_allclose(np.asarray(ops.gelu(x)), np.asarray(exact(x)), atol=2e-6, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(jax.vmap(jax.grad(ops.gelu))(x)), np.asarray(jax.vmap(jax.grad(exact))(x)),
+                             atol=1e-6)
+  check_grads(ops.gelu, (x[::97] + 0.013,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+  xb = x.astype(jnp.bfloat16)
+  assert ops.gelu(xb).dtype == jnp.bfloat16 and jax.grad(lambda v: jnp.sum(ops.gelu(v)))(xb).dtype == jnp.bfloat16
+
+
 def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
   """The custom VJPs (token-major barrier, per-tap kernel gradient) under jit on the 8-device ('data',) mesh."""
   mesh = sharding.make_mesh()

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
-from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
+from mgdn_jax.ops import (gelu, relative_position_index, shift_attention_mask, window_attention, window_partition,
                           window_reverse)
 
 
@@ -64,7 +64,7 @@ class Mlp(nnx.Module):
     self.fc2 = linear(hidden, dim, rngs=rngs, dtype=dtype)
 
   def __call__(self, x):
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    return self.fc2(gelu(self.fc1(x)))
 
 
 class PFFBlock(nnx.Module):
