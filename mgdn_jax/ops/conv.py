@@ -7,9 +7,9 @@ optimization barrier guarantees (see `ops/dense.py`). Measured (one core, (4, 12
 an elementwise consumer): 340 → 137 ms; 120 → 60: 574 → 234 ms. The input gradient stays XLA's own
 (transposed convolution), which is fast.
 
-Memory: the taps run one after another (`lax.map`), so one shifted copy of the input exists at a time, and the
-barrier ties the padded input to g, so the scheduler cannot hoist it into the forward pass. Unrolled taps were
-as fast but raised the MEF step's plan 9.4 → 11.1 GB. Training steps (batch 4, 128², interleaved A/B on this
+Memory: the taps run one after another (`lax.map`), so one shifted copy of the input exists at a time. (The
+barrier also takes the padded input; it does not order the schedule: XLA:CPU removes barriers before scheduling,
+see benchmarks/README.md, session 4.) Unrolled taps were as fast but raised the MEF step's plan 9.4 → 11.1 GB. Training steps (batch 4, 128², interleaved A/B on this
 2-core CPU, together with `ops.dense`): MEF 12.2–14.0 → 8.7–9.3 s, HDR 20.7–24.0 → 13.3–17.6 s, same plans.
 """
 import functools
