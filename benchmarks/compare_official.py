@@ -1,9 +1,16 @@
 """The train_bench.py measurements on the official PyTorch MGDN (eager and torch.compile), with JAX / official ratios.
 
   pip install -r requirements-bench.txt                  # torch (CPU), benchmark-only
-  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official
-  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --jax_results=/tmp/jax_train.json \
-      --tasks=mff --modes=eager --no_hdr_inference       # reuse a train_bench.py --json_out run; quick
+  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official              # everything, 3 rounds
+  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --tasks=mff --modes=eager \
+      --rounds=1 --steps=1 --no_hdr_inference            # quick
+  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --jax_results=/tmp/jax_train.json
+                                                         # reuse a train_bench.py --json_out run (not paired)
+
+Side by side: this machine's speed drifts by up to 1.7× within an hour, so a ratio of two runs taken apart
+measures the drift as much as the code. Each round runs, per task, the JAX step (train_bench.py's child) and the
+official step back to back, JAX first in even rounds and official first in odd ones; the table prints every
+round's ratio and their median.
 
 `--official_repo` is a local checkout of github.com/Guanys-dar/MGDN (commit dd157ff); nothing of it is copied here.
 Its model imports timm only for DropPath / to_2tuple / trunc_normal_; a stand-in `timm` module with those three
@@ -13,13 +20,19 @@ Official train step: the release has no training code, so the step is forward (t
 (μ-law L1 for HDR) + backward + Adam (lr 2e-4). It has no masked-MI loss: its model does not return the MGDF
 features. The JAX step does more work (MI loss, EMA, finite-check). Constructor calls are the official scripts'
 (MGDN_REFERENCE §1). torch uses every core (set_num_threads(os.cpu_count())), as XLA:CPU does. Each case runs in
-its own process (peak RSS is that case's); torch.compile's compile time is its first step minus a later step.
+its own process (peak RSS is that case's); torch.compile's compile time is its first step minus a later step;
+a case that failed is not retried in later rounds. torch.compile runs with inductor's layout optimisation off
+(see run_train: with it, torch 2.13 crashes on the official model's backward).
 """
 import argparse
+import atexit
 import json
 import math
 import os
+import shutil
+import statistics
 import sys
+import tempfile
 import time
 import types
 
@@ -66,14 +79,19 @@ def _install_timm_standin(torch) -> None:
   sys.modules.update({'timm': timm, 'timm.models': models, 'timm.models.layers': layers})
 
 
-def build_official(repo: str, task: str):
-  import torch  # pylint: disable=g-import-not-at-top
-  torch.set_num_threads(os.cpu_count())
-  _install_timm_standin(torch)
+def _models_dir(repo: str) -> str:
   models_dir = os.path.join(os.path.abspath(repo), 'models')
   if not os.path.isfile(os.path.join(models_dir, 'MGFF', 'DYKPN.py')):
     raise SystemExit(f'compare_official: {models_dir}/MGFF/DYKPN.py not found; --official_repo must be a checkout '
                      'of Guanys-dar/MGDN')
+  return models_dir
+
+
+def build_official(repo: str, task: str):
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  _install_timm_standin(torch)
+  models_dir = _models_dir(repo)
   sys.path.insert(0, models_dir)
   dykpn = __import__('MGFF.DYKPN', fromlist=['x'])
   cls, kwargs, chans = _CTOR[task]
@@ -84,6 +102,11 @@ def build_official(repo: str, task: str):
 def run_train(repo: str, task: str, mode: str, batch: int, size: int, steps: int) -> dict:
   torch, model, chans = build_official(repo, task)
   model.train()
+  if mode == 'compile':
+    # torch 2.13's inductor stores conv activations channels-last ("layout optimisation") but its meta kernel of
+    # the eager fallback replication_pad2d_backward (the dynamic filter's replicate padding) promises a
+    # contiguous result: a stride assertion, then glibc heap corruption. Without the layout pass it compiles.
+    torch._inductor.config.layout_optimization = False  # pylint: disable=protected-access
   step_model = torch.compile(model) if mode == 'compile' else model
   opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
   g = torch.Generator().manual_seed(0)
@@ -146,6 +169,74 @@ def _ratio(a, b):
   return f'{a / b:.2f}×' if a and b else 'n/a'
 
 
+def paired_ratios(jax_rounds: list[dict], official_rounds: list[dict]) -> tuple[list[float | None], float | None]:
+  """Per-round JAX / official images/s, and their median over the rounds where both sides ran.
+
+  Round r's JAX result is paired with round r's official one (they ran back to back); a single JAX result (from
+  --jax_results) is paired with every official round.
+  """
+  ratios = []
+  for r, o in enumerate(official_rounds):
+    j = jax_rounds[min(r, len(jax_rounds) - 1)] if jax_rounds else {}
+    ok = 'error' not in j and 'error' not in o and j.get('images_per_s') and o.get('images_per_s')
+    ratios.append(j['images_per_s'] / o['images_per_s'] if ok else None)
+  done = [x for x in ratios if x is not None]
+  return ratios, statistics.median(done) if done else None
+
+
+def _per_round(results: list[dict], key: str, fmt: str = '{:.3f}') -> str:
+  """'a / b / …' of results[*][key]; an error (the same in every round: failures are not retried) printed once."""
+  cells = [r['error'][:80] if 'error' in r else fmt.format(r[key]) if r.get(key) is not None else 'n/a'
+           for r in results]
+  return ' / '.join(dict.fromkeys(cells) if all('error' in r for r in results) else cells) or 'n/a'
+
+
+def _load_range(results: list[dict]) -> str:
+  """min–max of the 1-minute load average at the end of each case."""
+  ones = sorted(float(r['load'].split('/')[0]) for r in results if 'load' in r)
+  return f'{ones[0]:.1f}–{ones[-1]:.1f}' if ones else 'n/a'
+
+
+def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: dict) -> str:
+  header = ['task', 'JAX img/s (per round)']
+  for mode in modes:
+    header += [f'official {mode} img/s', f'JAX / {mode} (per round)', f'JAX / {mode} median']
+    header += ['torch.compile s'] if mode == 'compile' else []
+  header += ['JAX compile s', 'JAX executable MB', 'JAX peak RSS MB', 'official peak RSS MB', '1-min load']
+  rows = []
+  for task in tasks:
+    js = jax_runs[task]
+    row = [task, _per_round(js, 'images_per_s')]
+    for mode in modes:
+      os_ = official[(task, mode)]
+      ratios, med = paired_ratios(js, os_)
+      row += [_per_round(os_, 'images_per_s'), ' / '.join(f'{x:.2f}×' if x else 'n/a' for x in ratios),
+              f'**{med:.2f}×**' if med else 'n/a']
+      row += [_per_round(os_, 'compile_s', '{:.0f}')] if mode == 'compile' else []
+    row += [_per_round(js, 'compile_s', '{:.1f}'), _per_round(js[:1], 'mem_mb', '{:.0f}'),
+            _per_round(js, 'rss_mb', '{:.0f}'),
+            ', '.join(f'{m}: ' + _per_round(official[(task, m)], 'rss_mb', '{:.0f}') for m in modes),
+            _load_range(js + [o for m in modes for o in official[(task, m)]])]
+    rows.append(row)
+  return common.markdown_table(header, rows)
+
+
+def hdr_table(jax_hdr: dict | None, hdr: dict) -> str:
+  rows = []
+  for mode, o in hdr.items():
+    if 'error' in o or jax_hdr is None:
+      rows.append([mode, o.get('error', 'JAX result missing')] + [''] * 5)
+      continue
+    jmem = jax_hdr['rss_mb'] - jax_hdr['base_rss_mb']
+    omem = o['rss_mb'] - o['base_rss_mb']
+    rows.append([mode, f"{jax_hdr['latency_s']:.1f} / {o['latency_s']:.1f}",
+                 _ratio(jax_hdr['latency_s'], o['latency_s']), f'{jmem:.0f} / {omem:.0f}', _ratio(jmem, omem),
+                 f"{jax_hdr['rss_mb']:.0f} / {o['rss_mb']:.0f}", f"JAX {jax_hdr['load']}; official {o['load']}"])
+  return common.markdown_table(['official mode', 'latency s JAX / official', 'latency ratio',
+                                'peak RSS above base MB JAX / official', 'memory ratio', 'peak RSS MB',
+                                'load avg'], rows)
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--official_repo', required=True, help='local checkout of Guanys-dar/MGDN')
@@ -153,82 +244,93 @@ def main() -> None:
   p.add_argument('--modes', default='eager,compile', help='official execution modes: eager, compile')
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--size', type=int, default=128)
-  p.add_argument('--steps', type=int, default=3)
+  p.add_argument('--steps', type=int, default=3, help='timed steps per case after one untimed step (median)')
+  p.add_argument('--rounds', type=int, default=3,
+                 help='JAX and official cases of a task run back to back, in alternating order, this many times')
   p.add_argument('--no_hdr_inference', action='store_true')
   p.add_argument('--hdr_size', default='1000x1500')
   p.add_argument('--hdr_modes', default='eager', help='official modes for HDR inference (eager, compile)')
   p.add_argument('--jax_results', default='', help='JSON of `train_bench.py --json_out` (else JAX runs here)')
+  p.add_argument('--json_out', default='', help='also write every raw result here')
   p.add_argument('--timeout', type=float, default=1800., help='seconds per case')
   p.add_argument('--one', help=argparse.SUPPRESS)  # child: 'train:<task>:<mode>' or 'hdr:<mode>'
   args = p.parse_args()
   h, w = map(int, args.hdr_size.split('x'))
   if args.one:
     parts = args.one.split(':')
+    if parts[-1] == 'compile':  # an empty inductor cache, so that compile_s is a cold compile in every round
+      os.environ['TORCHINDUCTOR_CACHE_DIR'] = tempfile.mkdtemp(prefix='compare_official_inductor_')
+      atexit.register(shutil.rmtree, os.environ['TORCHINDUCTOR_CACHE_DIR'], ignore_errors=True)
     res = (run_hdr_inference(args.official_repo, parts[1], h, w, 1) if parts[0] == 'hdr' else
            run_train(args.official_repo, parts[1], parts[2], args.batch, args.size, args.steps))
     print(json.dumps(res), flush=True)
     return
   tasks = [t for t in args.tasks.split(',') if t]
+  modes = [m for m in args.modes.split(',') if m]
+  for t in tasks:
+    if t not in _CTOR:
+      raise SystemExit(f'compare_official: unknown task {t!r}; known: {sorted(_CTOR)}')
+  for m in modes + args.hdr_modes.split(','):
+    if m not in ('eager', 'compile'):
+      raise SystemExit(f'compare_official: unknown mode {m!r}; known: eager, compile')
+  if args.rounds < 1:
+    raise SystemExit(f'compare_official: --rounds={args.rounds} must be >= 1')
+  _models_dir(args.official_repo)  # fail before the first (long) case, not in every child
+  bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_bench.py')
+  jax_passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
+                     f'--hdr_size={args.hdr_size}']
+  passthrough = [f'--official_repo={args.official_repo}', *jax_passthrough]
+  jax_runs, jax_hdr = {t: [] for t in tasks}, None
   if args.jax_results:
     with open(args.jax_results) as f:
       jax_res = json.load(f)
-  else:
-    out = '/tmp/compare_official_jax.json'
-    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_bench.py')
-    extra = ['--no_hdr_inference'] if args.no_hdr_inference else []
-    common.run_isolated(bench, [f'--tasks={",".join(tasks)}', f'--batch={args.batch}', f'--size={args.size}',
-                                f'--hdr_size={args.hdr_size}', f'--json_out={out}', *extra])
-    with open(out) as f:
-      jax_res = json.load(f)
-  jax_train = {r['task']: r for r in jax_res['train'] if 'error' not in r}
-  jax_hdr = next((r for r in jax_res.get('hdr_inference', []) if 'error' not in r), None)
-  passthrough = [f'--official_repo={args.official_repo}', f'--batch={args.batch}', f'--size={args.size}',
-                 f'--steps={args.steps}', f'--hdr_size={args.hdr_size}']
-  official = {}
-  for task in tasks:
-    for mode in args.modes.split(','):
-      official[(task, mode)] = common.run_isolated(__file__, [f'--one=train:{task}:{mode}', *passthrough],
-                                                   args.timeout)
-      print(json.dumps({'task': task, 'mode': mode, **official[(task, mode)]}), file=sys.stderr, flush=True)
+    for r in jax_res['train']:
+      if r.get('task') in jax_runs:
+        jax_runs[r['task']].append(r)
+    jax_hdr = next((r for r in jax_res.get('hdr_inference', []) if 'error' not in r), None)
+
+  def log(what, res):
+    print(json.dumps({**what, **res}), file=sys.stderr, flush=True)
+
+  # The machine's speed drifts by up to 1.7x between runs taken minutes apart, so each ratio comes from a JAX and
+  # an official case run back to back; alternating which goes first cancels a drift within the pair.
+  official = {(t, m): [] for t in tasks for m in modes}
+  for rnd in range(args.rounds):
+    for task in tasks:
+      cases = [('jax', None)] * (not args.jax_results) + [('official', m) for m in modes]
+      for side, mode in (cases if rnd % 2 == 0 else cases[::-1]):
+        if side == 'jax':
+          res = common.run_isolated(bench, [f'--one=train:{task}', *jax_passthrough], args.timeout)
+          jax_runs[task].append(res)
+          log({'round': rnd, 'side': 'jax', 'task': task}, res)
+          continue
+        prev = official[(task, mode)]
+        if prev and 'error' in prev[-1]:  # a crash (torch.compile here) repeats: do not spend another round
+          prev.append(prev[-1])
+          continue
+        res = common.run_isolated(__file__, [f'--one=train:{task}:{mode}', *passthrough], args.timeout)
+        prev.append(res)
+        log({'round': rnd, 'side': 'official', 'task': task, 'mode': mode}, res)
   hdr = {}
   if not args.no_hdr_inference:
+    if jax_hdr is None:
+      jax_hdr = common.run_isolated(bench, ['--one=hdr', *jax_passthrough], args.timeout)
+      log({'hdr': 'jax'}, jax_hdr)
+      jax_hdr = None if 'error' in jax_hdr else jax_hdr
     for mode in args.hdr_modes.split(','):
       hdr[mode] = common.run_isolated(__file__, [f'--one=hdr:{mode}', *passthrough], args.timeout)
-      print(json.dumps({'hdr': mode, **hdr[mode]}), file=sys.stderr, flush=True)
+      log({'hdr': mode}, hdr[mode])
 
-  print(f'Train step, batch {args.batch} × {args.size}² (images/s; ratio = JAX / official, higher is better for '
-        f'JAX); load avg at the end: {common.load_avg()}\n')
-  rows = []
-  for task in tasks:
-    j = jax_train.get(task, {})
-    row = [task, _f3(j.get('images_per_s')), j.get('compile_s') or j.get('error', 'n/a')]
-    for mode in args.modes.split(','):
-      o = official[(task, mode)]
-      row += ([_f3(o['images_per_s']), _ratio(j.get('images_per_s'), o['images_per_s'])] if 'error' not in o
-              else [o['error'], 'n/a'])
-      if mode == 'compile':
-        row.append(o.get('compile_s'))
-    row.append(f"JAX {j.get('load', '?')}; official {official[(task, args.modes.split(',')[0])].get('load', '?')}")
-    rows.append(row)
-  header = ['task', 'JAX img/s', 'JAX compile s']
-  for mode in args.modes.split(','):
-    header += [f'official {mode} img/s', f'JAX / {mode}'] + (['torch.compile s'] if mode == 'compile' else [])
-  print(common.markdown_table(header + ['load avg'], rows) + '\n')
+  print(f'Train step, batch {args.batch} × {args.size}², {args.rounds} round(s), JAX and official back to back in '
+        f'alternating order (images/s; ratio = JAX / official, higher is better for JAX)\n')
+  print(train_table(tasks, modes, jax_runs, official) + '\n')
   if hdr:
     print(f'HDR inference {args.hdr_size}, untiled (ratio = JAX / official, lower is better for JAX)\n')
-    hrows = []
-    for mode, o in hdr.items():
-      if 'error' in o or jax_hdr is None:
-        hrows.append([mode, o.get('error', 'JAX result missing')] + [''] * 5)
-        continue
-      jmem = jax_hdr['rss_mb'] - jax_hdr['base_rss_mb']
-      omem = o['rss_mb'] - o['base_rss_mb']
-      hrows.append([mode, f"{jax_hdr['latency_s']:.1f} / {o['latency_s']:.1f}",
-                    _ratio(jax_hdr['latency_s'], o['latency_s']), f'{jmem:.0f} / {omem:.0f}', _ratio(jmem, omem),
-                    f"{jax_hdr['rss_mb']:.0f} / {o['rss_mb']:.0f}", f"JAX {jax_hdr['load']}; official {o['load']}"])
-    print(common.markdown_table(['official mode', 'latency s JAX / official', 'latency ratio',
-                                 'peak RSS above base MB JAX / official', 'memory ratio', 'peak RSS MB',
-                                 'load avg'], hrows))
+    print(hdr_table(jax_hdr, hdr))
+  if args.json_out:
+    with open(args.json_out, 'w') as f:
+      json.dump(dict(jax_train=jax_runs, official_train={f'{t}:{m}': v for (t, m), v in official.items()},
+                     jax_hdr=jax_hdr, official_hdr=hdr), f, indent=1)
 
 
 if __name__ == '__main__':

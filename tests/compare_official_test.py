@@ -1,0 +1,56 @@
+"""benchmarks/compare_official.py: how side-by-side rounds become ratios, and its argument checks (no torch needed)."""
+import sys
+
+import pytest
+
+from benchmarks import compare_official
+
+
+def _jax(ips):
+  return dict(images_per_s=ips, compile_s=20., mem_mb=1857., rss_mb=3400., load='1.0/0.5/0.5')
+
+
+def _official(ips):
+  return dict(images_per_s=ips, rss_mb=6000., load='1.5/0.5/0.5')
+
+
+def test_rounds_are_paired_in_order_and_median_taken():
+  ratios, med = compare_official.paired_ratios([_jax(2.0), _jax(3.0), _jax(1.0)],
+                                               [_official(1.0), _official(1.0), _official(0.5)])
+  assert ratios == [2.0, 3.0, 2.0]
+  assert med == 2.0
+
+
+def test_one_jax_result_pairs_with_every_official_round():
+  ratios, med = compare_official.paired_ratios([_jax(3.0)], [_official(1.0), _official(2.0)])
+  assert ratios == [3.0, 1.5]
+  assert med == pytest.approx(2.25)
+
+
+def test_a_failed_side_gives_no_ratio_for_that_round():
+  ratios, med = compare_official.paired_ratios([_jax(2.0), {'error': 'exit 1: boom'}],
+                                               [_official(1.0), _official(1.0)])
+  assert ratios == [2.0, None]
+  assert med == 2.0
+  assert compare_official.paired_ratios([_jax(2.0)], [{'error': 'x'}]) == ([None], None)
+
+
+def test_table_prints_every_round_and_a_repeated_error_once():
+  err = {'error': 'exit -6: munmap_chunk(): invalid pointer'}
+  table = compare_official.train_table(
+      ['mff'], ['eager', 'compile'], {'mff': [_jax(2.0), _jax(3.0)]},
+      {('mff', 'eager'): [_official(1.0), _official(1.5)], ('mff', 'compile'): [err, err]})
+  row = table.splitlines()[2]
+  assert '2.000 / 3.000' in row and '2.00× / 2.00×' in row and '**2.00×**' in row
+  assert row.count('munmap_chunk') == 3  # compile img/s, torch.compile s, official RSS: once each
+  assert '1.0–1.5' in row
+
+
+@pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "unknown task 'sr'"),
+                                           ('--modes=eager,jit', "unknown mode 'jit'"),
+                                           ('--rounds=0', '--rounds=0'),
+                                           ('--tasks=mff', 'DYKPN.py not found')])
+def test_bad_arguments_fail_with_one_line(monkeypatch, flag, message):
+  monkeypatch.setattr(sys, 'argv', ['compare_official.py', '--official_repo=/nonexistent', flag])
+  with pytest.raises(SystemExit, match=message):
+    compare_official.main()
