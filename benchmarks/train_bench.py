@@ -3,6 +3,7 @@
   python benchmarks/train_bench.py                                  # mef, mff, hdr train steps + HDR 1000x1500
   python benchmarks/train_bench.py --tasks=mff --steps=3 --no_hdr_inference      # quick
   python benchmarks/train_bench.py --json_out=/tmp/jax_train.json   # also keep the raw numbers (compare_official.py)
+  python benchmarks/train_bench.py --without_mi_loss --no_hdr_inference   # the step without the masked-MI loss
 
 Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
 L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
@@ -26,18 +27,21 @@ from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-im
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
 
-def train_config(task: str, batch: int, size: int):
+def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False):
   config = importlib.import_module(f'configs.{task}').get_config()
   config.batch_size = batch
   config.patch_size = size
+  if without_mi_loss:
+    config.mi_weight = 0.  # the step then skips the masked-MI loss (and its gradient) altogether
   return config
 
 
-def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float) -> dict:
+def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
+              without_mi_loss: bool = False) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  config = train_config(task, batch, size)
+  config = train_config(task, batch, size, without_mi_loss)
   mesh = sharding.make_mesh(jax.devices()[:1])
   t = time.perf_counter()
   built = train.build(config, mesh)
@@ -63,8 +67,8 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float) 
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
   flops_s = stats['flops'] / step_s if stats['flops'] else None
-  return dict(kind='train', task=task, batch=batch, size=size, step_s=step_s, steps_per_s=1 / step_s,
-              images_per_s=batch / step_s, step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
+  return dict(kind='train', task=task, batch=batch, size=size, mi_loss=not without_mi_loss, step_s=step_s,
+              steps_per_s=1 / step_s, images_per_s=batch / step_s, step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
               gflops_per_s=flops_s / 1e9 if flops_s else None,
               mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
@@ -98,8 +102,8 @@ def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
       ['task', 'batch × size', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
        'executable MB', 'peak RSS MB', 'compile s', 'load avg'],
-      [[r['task'], f"{r['batch']} × {r['size']}²", r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}",
-        f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
+      [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), f"{r['batch']} × {r['size']}²",
+        r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
         f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r['rss_mb'],
         r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 10 for r in rows])
 
@@ -119,6 +123,8 @@ def main() -> None:
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
   p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
+  p.add_argument('--without_mi_loss', action='store_true',
+                 help="config.mi_weight = 0: the official step's work (it has no MI loss), to see what the loss costs")
   p.add_argument('--no_hdr_inference', action='store_true')
   p.add_argument('--hdr_size', default='1000x1500')
   p.add_argument('--hdr_repeats', type=int, default=1)
@@ -130,12 +136,13 @@ def main() -> None:
       h, w = map(int, args.hdr_size.split('x'))
       res = run_hdr_inference(h, w, args.hdr_repeats)
     else:
-      res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops)
+      res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops,
+                      args.without_mi_loss)
     print(json.dumps(res), flush=True)
     return
   passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
                  f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
-                 f'--hdr_repeats={args.hdr_repeats}']
+                 f'--hdr_repeats={args.hdr_repeats}'] + ['--without_mi_loss'] * args.without_mi_loss
   train_rows, hdr_rows = [], []
   for task in [t for t in args.tasks.split(',') if t]:
     if task not in TASKS:
