@@ -161,10 +161,6 @@ def run_hdr_inference(repo: str, mode: str, height: int, width: int, repeats: in
               threads=torch.get_num_threads())
 
 
-def _f3(x):
-  return f'{x:.3f}' if x else 'n/a'
-
-
 def _ratio(a, b):
   return f'{a / b:.2f}×' if a and b else 'n/a'
 
@@ -224,8 +220,9 @@ def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: di
 def hdr_table(jax_hdr: dict | None, hdr: dict) -> str:
   rows = []
   for mode, o in hdr.items():
-    if 'error' in o or jax_hdr is None:
-      rows.append([mode, o.get('error', 'JAX result missing')] + [''] * 5)
+    error = o.get('error') or ('JAX result missing' if jax_hdr is None else jax_hdr.get('error'))
+    if error:
+      rows.append([mode, error] + [''] * 5)
       continue
     jmem = jax_hdr['rss_mb'] - jax_hdr['base_rss_mb']
     omem = o['rss_mb'] - o['base_rss_mb']
@@ -316,7 +313,6 @@ def main() -> None:
     if jax_hdr is None:
       jax_hdr = common.run_isolated(bench, ['--one=hdr', *jax_passthrough], args.timeout)
       log({'hdr': 'jax'}, jax_hdr)
-      jax_hdr = None if 'error' in jax_hdr else jax_hdr
     for mode in args.hdr_modes.split(','):
       hdr[mode] = common.run_isolated(__file__, [f'--one=hdr:{mode}', *passthrough], args.timeout)
       log({'hdr': mode}, hdr[mode])

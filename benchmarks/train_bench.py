@@ -68,7 +68,8 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   peak = common.peak_flops(peak_tflops)
   flops_s = stats['flops'] / step_s if stats['flops'] else None
   return dict(kind='train', task=task, batch=batch, size=size, mi_loss=not without_mi_loss, step_s=step_s,
-              steps_per_s=1 / step_s, images_per_s=batch / step_s, step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
+              steps_per_s=1 / step_s, images_per_s=batch / step_s,
+              step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
               gflops_per_s=flops_s / 1e9 if flops_s else None,
               mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),

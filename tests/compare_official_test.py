@@ -54,3 +54,12 @@ def test_bad_arguments_fail_with_one_line(monkeypatch, flag, message):
   monkeypatch.setattr(sys, 'argv', ['compare_official.py', '--official_repo=/nonexistent', flag])
   with pytest.raises(SystemExit, match=message):
     compare_official.main()
+
+
+def test_hdr_table_ratios_and_a_failed_jax_side_named():
+  jax_hdr = dict(latency_s=20., rss_mb=4400., base_rss_mb=400., load='1.0/1.0/1.0')
+  official = dict(latency_s=80., rss_mb=16400., base_rss_mb=400., load='2.0/1.0/1.0')
+  row = compare_official.hdr_table(jax_hdr, {'eager': official}).splitlines()[2]
+  assert '0.25×' in row and '4000 / 16000' in row
+  row = compare_official.hdr_table({'error': 'killed by SIGKILL (out of memory)'}, {'eager': official})
+  assert 'out of memory' in row.splitlines()[2]
