@@ -127,7 +127,9 @@ def test_padding():
     ops.pad_to_multiple(jnp.zeros((1, 2, 2, 1)), 8)
 
 
-def test_depthwise_conv_matches_grouped_conv_values_and_gradients():
+@pytest.mark.parametrize("gradients", ["custom", "autodiff"])
+def test_depthwise_conv_matches_grouped_conv_values_and_gradients(gradients, monkeypatch):
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", gradients)
   rng = np.random.default_rng(5)
   x = jnp.asarray(rng.standard_normal((2, 7, 9, 6)), jnp.float32)
   kernel = jnp.asarray(rng.standard_normal((3, 3, 1, 6)), jnp.float32)
@@ -181,8 +183,11 @@ def test_gelu_is_exact_gelu_in_value_and_gradient():
   assert ops.gelu(xb).dtype == jnp.bfloat16 and jax.grad(lambda v: jnp.sum(ops.gelu(v)))(xb).dtype == jnp.bfloat16
 
 
-def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
-  """The custom VJPs (token-major barrier, per-tap kernel gradient) under jit on the 8-device ('data',) mesh."""
+@pytest.mark.parametrize("gradients", ["custom", "autodiff"])
+def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh(gradients, monkeypatch):
+  """Both backward forms (custom VJPs: token-major barrier, per-tap kernel gradient; or autodiff, the GPU default)
+  under jit on the 8-device ('data',) mesh."""
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", gradients)
   mesh = sharding.make_mesh()
   assert mesh.size == 8
   rng = np.random.default_rng(3)
@@ -203,6 +208,29 @@ def test_conv2d_and_dense_gradients_on_a_batch_sharded_mesh():
   for a, b in zip(got, want):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
   assert got[0].sharding.spec == P("data")
+
+
+def test_ops_gradients_mode_comes_from_the_environment(monkeypatch):
+  from mgdn_jax.ops import gradients
+  monkeypatch.delenv("MGDN_OPS_GRADIENTS", raising=False)
+  assert gradients.use_custom_gradients() == (jax.default_backend() == "cpu")
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", "autodiff")
+  assert not gradients.use_custom_gradients()
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", "custom")
+  assert gradients.use_custom_gradients()
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", "fast")
+  with pytest.raises(ValueError, match="MGDN_OPS_GRADIENTS='fast'"):
+    ops.dense(jnp.ones((2, 3)), jnp.ones((3, 1)), None)
+
+
+def test_dilated_conv2d_keeps_its_custom_vjp_under_autodiff_mode(monkeypatch):
+  """cuDNN's autodiff kernel gradient of a dilated conv is pathological (ops/conv.py), so only dilation 1 switches."""
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", "autodiff")
+  x, w = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 2))
+  jaxpr = lambda d: str(jax.make_jaxpr(lambda a: ops.conv2d(a, w, None, d))(x))
+  assert "custom_vjp" in jaxpr(2) and "custom_vjp" not in jaxpr(1)
+  monkeypatch.setenv("MGDN_OPS_GRADIENTS", "custom")
+  assert "custom_vjp" in jaxpr(1)
 
 
 def test_conv2d_rejects_even_or_mismatched_kernels():

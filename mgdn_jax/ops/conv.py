@@ -9,8 +9,11 @@ an elementwise consumer): 340 → 137 ms; 120 → 60: 574 → 234 ms. The input 
 
 Memory: the taps run one after another (`lax.map`), so one shifted copy of the input exists at a time. (The
 barrier also takes the padded input; it does not order the schedule: XLA:CPU removes barriers before scheduling,
-see benchmarks/README.md, session 4.) Unrolled taps were as fast but raised the MEF step's plan 9.4 → 11.1 GB. Training steps (batch 4, 128², interleaved A/B on this
-2-core CPU, together with `ops.dense`): MEF 12.2–14.0 → 8.7–9.3 s, HDR 20.7–24.0 → 13.3–17.6 s, same plans.
+see benchmarks/README.md, session 4.) Unrolled taps were as fast but raised the MEF step's plan 9.4 → 11.1 GB.
+Training steps (batch 4, 128², interleaved A/B on this 2-core CPU, together with `ops.dense`): MEF 12.2–14.0 →
+8.7–9.3 s, HDR 20.7–24.0 → 13.3–17.6 s, same plans.
+
+Off CPU (`ops.gradients`), undilated convs take XLA's autodiff gradient (cuDNN); dilated ones keep this VJP.
 """
 import functools
 
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from mgdn_jax.ops.dense import bias_gradient, token_contract
+from mgdn_jax.ops.gradients import use_custom_gradients
 
 
 def _conv(x, kernel, dilation):
@@ -36,6 +40,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, dilation: in
   k = kernel.shape[0]
   if kernel.ndim != 4 or kernel.shape[1] != k or k % 2 == 0 or kernel.shape[2] != x.shape[-1]:
     raise ValueError(f"conv2d: kernel {kernel.shape} must be (k, k, {x.shape[-1]}, O) with odd k")
+  # Dilated convs keep the per-tap kernel gradient on every backend: cuDNN runs autodiff's form of it (a 128×128
+  # window, stride-2 convolution with a (3, 3, 60, 60) output: 10 thread blocks) in 3.3 ms on an H100, 9.8 of the
+  # HDR step's 49 GPU-ms (bf16, batch 4, 128²).
+  if dilation == 1 and not use_custom_gradients():
+    return _apply(x, kernel, bias, dilation)
   return _conv2d(x, kernel, bias, dilation)
 
 
