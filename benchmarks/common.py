@@ -49,6 +49,13 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def device_peak_mb() -> float | None:
+  """Peak bytes in use on JAX's first device (accelerators; None where the backend keeps no statistics)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats['peak_bytes_in_use'] / 2**20 if 'peak_bytes_in_use' in stats else None
+
+
 def block(x: Any) -> Any:
   import jax  # pylint: disable=g-import-not-at-top
   return jax.block_until_ready(x)

@@ -6,6 +6,13 @@
       --rounds=1 --steps=1 --no_hdr_inference            # quick
   python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --jax_results=/tmp/jax_train.json
                                                          # reuse a train_bench.py --json_out run (not paired)
+  python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --modes=eager,eager_bf16 \
+      --jax_dtype=bfloat16 --rounds=1 --steps=10 --no_hdr_inference     # on a GPU: bf16 JAX vs eager f32 / bf16
+
+Backend: the official model runs on CUDA when torch sees a GPU (JAX then runs there too), else on the CPU. f32
+matmuls may use TF32 on both sides (XLA's default precision; torch's 'high' matmul precision). `*_bf16` modes
+run the official step under `torch.autocast(bfloat16)`. Memory columns show the device peak when every result has
+one (GPU), else the process RSS.
 
 Side by side: this machine's speed drifts by up to 1.7× within an hour, so a ratio of two runs taken apart
 measures the drift as much as the code. Each round runs, per task, the JAX step (train_bench.py's child) and the
@@ -87,31 +94,52 @@ def _models_dir(repo: str) -> str:
   return models_dir
 
 
+MODES = ('eager', 'compile', 'eager_bf16', 'compile_bf16')
+
+
+def torch_device(torch) -> str:
+  """'cuda' when torch sees a GPU (the JAX side then runs on it too), else 'cpu'."""
+  return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
 def build_official(repo: str, task: str):
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
+  # f32 matmuls on TF32 tensor cores, as XLA:GPU runs JAX's default-precision f32 dots and convs (cuDNN convs
+  # already default to TF32 in torch); no effect on CPUs.
+  torch.set_float32_matmul_precision('high')
   _install_timm_standin(torch)
   models_dir = _models_dir(repo)
   sys.path.insert(0, models_dir)
   dykpn = __import__('MGFF.DYKPN', fromlist=['x'])
   cls, kwargs, chans = _CTOR[task]
   torch.manual_seed(0)
-  return torch, getattr(dykpn, cls)(**kwargs), chans
+  return torch, getattr(dykpn, cls)(**kwargs).to(torch_device(torch)), chans
+
+
+def _autocast(torch, mode: str):
+  """bf16 autocast for the *_bf16 modes (torch's mixed precision: matmuls/convs in bf16, params f32)."""
+  return torch.autocast(torch_device(torch), dtype=torch.bfloat16, enabled=mode.endswith('_bf16'))
+
+
+def _peak_device_mb(torch) -> float | None:
+  return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def run_train(repo: str, task: str, mode: str, batch: int, size: int, steps: int) -> dict:
   torch, model, chans = build_official(repo, task)
   model.train()
-  if mode == 'compile':
+  if mode.startswith('compile'):
     # torch 2.13's inductor stores conv activations channels-last ("layout optimisation") but its meta kernel of
     # the eager fallback replication_pad2d_backward (the dynamic filter's replicate padding) promises a
     # contiguous result: a stride assertion, then glibc heap corruption. Without the layout pass it compiles.
     torch._inductor.config.layout_optimization = False  # pylint: disable=protected-access
-  step_model = torch.compile(model) if mode == 'compile' else model
+  step_model = torch.compile(model) if mode.startswith('compile') else model
   opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.9, 0.999))
   g = torch.Generator().manual_seed(0)
-  xs = [torch.rand(batch, c, size, size, generator=g) for c in chans]
-  target = torch.rand(batch, 3, size, size, generator=g)
+  dev = torch_device(torch)
+  xs = [torch.rand(batch, c, size, size, generator=g).to(dev) for c in chans]
+  target = torch.rand(batch, 3, size, size, generator=g).to(dev)
 
   def recon(out):
     if task == 'hdr':  # μ-law L1, μ = 5000, as the JAX HDR config
@@ -121,10 +149,11 @@ def run_train(repo: str, task: str, mode: str, batch: int, size: int, steps: int
 
   def step():
     opt.zero_grad(set_to_none=True)
-    loss = recon(step_model(*xs))
+    with _autocast(torch, mode):
+      loss = recon(step_model(*xs).float())
     loss.backward()
     opt.step()
-    return loss.item()
+    return loss.item()  # waits for the GPU too
 
   t = time.perf_counter()
   step()
@@ -137,28 +166,30 @@ def run_train(repo: str, task: str, mode: str, batch: int, size: int, steps: int
   times.sort()
   step_s = times[len(times) // 2]
   return dict(kind='train', task=task, mode=mode, batch=batch, size=size, step_s=step_s, steps_per_s=1 / step_s,
-              images_per_s=batch / step_s, compile_s=first_s - step_s if mode == 'compile' else None,
-              rss_mb=common.peak_rss_mb(), load=common.load_avg(), torch=torch.__version__,
-              threads=torch.get_num_threads())
+              images_per_s=batch / step_s, compile_s=first_s - step_s if mode.startswith('compile') else None,
+              rss_mb=common.peak_rss_mb(), device_peak_mb=_peak_device_mb(torch), device=dev,
+              load=common.load_avg(), torch=torch.__version__, threads=torch.get_num_threads())
 
 
 def run_hdr_inference(repo: str, mode: str, height: int, width: int, repeats: int) -> dict:
   torch, model, chans = build_official(repo, 'hdr')
   model.eval()
-  fwd = torch.compile(model) if mode == 'compile' else model
+  fwd = torch.compile(model) if mode.startswith('compile') else model
   g = torch.Generator().manual_seed(0)
-  xs = [torch.rand(1, c, height, width, generator=g) for c in chans]
+  dev = torch_device(torch)
+  xs = [torch.rand(1, c, height, width, generator=g).to(dev) for c in chans]
   base = common.peak_rss_mb()
   times = []
-  with torch.inference_mode():
-    for _ in range(repeats + (mode == 'compile')):
+  with torch.inference_mode(), _autocast(torch, mode):
+    for _ in range(repeats + mode.startswith('compile')):
       t = time.perf_counter()
       out = fwd(*xs)
+      out.sum().item()  # waits for the GPU
       times.append(time.perf_counter() - t)
   assert tuple(out.shape) == (1, 3, height, width), out.shape
   return dict(kind='hdr_inference', mode=mode, size=f'{height}x{width}', latency_s=min(times), base_rss_mb=base,
-              rss_mb=common.peak_rss_mb(), load=common.load_avg(), torch=torch.__version__,
-              threads=torch.get_num_threads())
+              rss_mb=common.peak_rss_mb(), device_peak_mb=_peak_device_mb(torch), device=dev,
+              load=common.load_avg(), torch=torch.__version__, threads=torch.get_num_threads())
 
 
 def _ratio(a, b):
@@ -193,12 +224,20 @@ def _load_range(results: list[dict]) -> str:
   return f'{ones[0]:.1f}–{ones[-1]:.1f}' if ones else 'n/a'
 
 
+def _on_device(results: list[dict]) -> bool:
+  """Whether every finished result has a device memory peak (a GPU run): memory columns then report it."""
+  done = [r for r in results if 'error' not in r]
+  return bool(done) and all(r.get('device_peak_mb') for r in done)
+
+
 def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: dict) -> str:
+  every = [r for rs in list(jax_runs.values()) + list(official.values()) for r in rs]
+  mem, mem_name = ('device_peak_mb', 'device peak MB') if _on_device(every) else ('rss_mb', 'peak RSS MB')
   header = ['task', 'JAX img/s (per round)']
   for mode in modes:
     header += [f'official {mode} img/s', f'JAX / {mode} (per round)', f'JAX / {mode} median']
-    header += ['torch.compile s'] if mode == 'compile' else []
-  header += ['JAX compile s', 'JAX executable MB', 'JAX peak RSS MB', 'official peak RSS MB', '1-min load']
+    header += ['torch.compile s'] if mode.startswith('compile') else []
+  header += ['JAX compile s', 'JAX executable MB', f'JAX {mem_name}', f'official {mem_name}', '1-min load']
   rows = []
   for task in tasks:
     js = jax_runs[task]
@@ -208,10 +247,10 @@ def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: di
       ratios, med = paired_ratios(js, os_)
       row += [_per_round(os_, 'images_per_s'), ' / '.join(f'{x:.2f}×' if x else 'n/a' for x in ratios),
               f'**{med:.2f}×**' if med else 'n/a']
-      row += [_per_round(os_, 'compile_s', '{:.0f}')] if mode == 'compile' else []
+      row += [_per_round(os_, 'compile_s', '{:.0f}')] if mode.startswith('compile') else []
     row += [_per_round(js, 'compile_s', '{:.1f}'), _per_round(js[:1], 'mem_mb', '{:.0f}'),
-            _per_round(js, 'rss_mb', '{:.0f}'),
-            ', '.join(f'{m}: ' + _per_round(official[(task, m)], 'rss_mb', '{:.0f}') for m in modes),
+            _per_round(js, mem, '{:.0f}'),
+            ', '.join(f'{m}: ' + _per_round(official[(task, m)], mem, '{:.0f}') for m in modes),
             _load_range(js + [o for m in modes for o in official[(task, m)]])]
     rows.append(row)
   return common.markdown_table(header, rows)
@@ -219,26 +258,33 @@ def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: di
 
 def hdr_table(jax_hdr: dict | None, hdr: dict) -> str:
   rows = []
+  on_device = _on_device(([jax_hdr] if jax_hdr else []) + list(hdr.values()))
   for mode, o in hdr.items():
     error = o.get('error') or ('JAX result missing' if jax_hdr is None else jax_hdr.get('error'))
     if error:
       rows.append([mode, error] + [''] * 5)
       continue
-    jmem = jax_hdr['rss_mb'] - jax_hdr['base_rss_mb']
-    omem = o['rss_mb'] - o['base_rss_mb']
+    if on_device:
+      jmem, omem = jax_hdr['device_peak_mb'], o['device_peak_mb']
+    else:
+      jmem = jax_hdr['rss_mb'] - jax_hdr['base_rss_mb']
+      omem = o['rss_mb'] - o['base_rss_mb']
     rows.append([mode, f"{jax_hdr['latency_s']:.1f} / {o['latency_s']:.1f}",
                  _ratio(jax_hdr['latency_s'], o['latency_s']), f'{jmem:.0f} / {omem:.0f}', _ratio(jmem, omem),
                  f"{jax_hdr['rss_mb']:.0f} / {o['rss_mb']:.0f}", f"JAX {jax_hdr['load']}; official {o['load']}"])
+  mem_name = 'device peak MB' if on_device else 'peak RSS above base MB'
   return common.markdown_table(['official mode', 'latency s JAX / official', 'latency ratio',
-                                'peak RSS above base MB JAX / official', 'memory ratio', 'peak RSS MB',
-                                'load avg'], rows)
+                                f'{mem_name} JAX / official', 'memory ratio', 'peak RSS MB', 'load avg'], rows)
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--official_repo', required=True, help='local checkout of Guanys-dar/MGDN')
   p.add_argument('--tasks', default='mef,mff,hdr', help='comma-separated subset of mef,mff,hdr')
-  p.add_argument('--modes', default='eager,compile', help='official execution modes: eager, compile')
+  p.add_argument('--modes', default='eager,compile',
+                 help=f'official execution modes, a subset of {",".join(MODES)} (_bf16: torch.autocast bfloat16)')
+  p.add_argument('--jax_dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help="the JAX step's compute dtype (train_bench.py --dtype)")
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--steps', type=int, default=3, help='timed steps per case after one untimed step (median)')
@@ -246,7 +292,7 @@ def main() -> None:
                  help='JAX and official cases of a task run back to back, in alternating order, this many times')
   p.add_argument('--no_hdr_inference', action='store_true')
   p.add_argument('--hdr_size', default='1000x1500')
-  p.add_argument('--hdr_modes', default='eager', help='official modes for HDR inference (eager, compile)')
+  p.add_argument('--hdr_modes', default='eager', help='official modes for HDR inference (subset of --modes\' choices)')
   p.add_argument('--jax_results', default='', help='JSON of `train_bench.py --json_out` (else JAX runs here)')
   p.add_argument('--json_out', default='', help='also write every raw result here')
   p.add_argument('--timeout', type=float, default=1800., help='seconds per case')
@@ -255,7 +301,7 @@ def main() -> None:
   h, w = map(int, args.hdr_size.split('x'))
   if args.one:
     parts = args.one.split(':')
-    if parts[-1] == 'compile':  # an empty inductor cache, so that compile_s is a cold compile in every round
+    if parts[-1].startswith('compile'):  # an empty inductor cache, so that compile_s is a cold compile in every round
       os.environ['TORCHINDUCTOR_CACHE_DIR'] = tempfile.mkdtemp(prefix='compare_official_inductor_')
       atexit.register(shutil.rmtree, os.environ['TORCHINDUCTOR_CACHE_DIR'], ignore_errors=True)
     res = (run_hdr_inference(args.official_repo, parts[1], h, w, 1) if parts[0] == 'hdr' else
@@ -268,15 +314,15 @@ def main() -> None:
     if t not in _CTOR:
       raise SystemExit(f'compare_official: unknown task {t!r}; known: {sorted(_CTOR)}')
   for m in modes + args.hdr_modes.split(','):
-    if m not in ('eager', 'compile'):
-      raise SystemExit(f'compare_official: unknown mode {m!r}; known: eager, compile')
+    if m not in MODES:
+      raise SystemExit(f'compare_official: unknown mode {m!r}; known: {", ".join(MODES)}')
   if args.rounds < 1:
     raise SystemExit(f'compare_official: --rounds={args.rounds} must be >= 1')
   _models_dir(args.official_repo)  # fail before the first (long) case, not in every child
   bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_bench.py')
-  jax_passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
-                     f'--hdr_size={args.hdr_size}']
-  passthrough = [f'--official_repo={args.official_repo}', *jax_passthrough]
+  shared = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}', f'--hdr_size={args.hdr_size}']
+  jax_passthrough = [*shared, f'--dtype={args.jax_dtype}']
+  passthrough = [f'--official_repo={args.official_repo}', *shared]
   jax_runs, jax_hdr = {t: [] for t in tasks}, None
   if args.jax_results:
     with open(args.jax_results) as f:

@@ -4,13 +4,15 @@
   python benchmarks/train_bench.py --tasks=mff --steps=3 --no_hdr_inference      # quick
   python benchmarks/train_bench.py --json_out=/tmp/jax_train.json   # also keep the raw numbers (compare_official.py)
   python benchmarks/train_bench.py --without_mi_loss --no_hdr_inference   # the step without the masked-MI loss
+  python benchmarks/train_bench.py --dtype=bfloat16 --steps=10 --no_hdr_inference   # bf16 compute (accelerators)
 
 Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
 L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
 `configs/<task>.py` at batch 4, 128² patches, on one device. Inputs are random (time does not depend on values).
 FLOP/s use XLA's own count (`compiled.cost_analysis()['flops']` of the whole step); MFU needs a known peak
 (accelerators in common.PEAK_TFLOPS, or --peak_tflops for a CPU). Memory = `compiled.memory_analysis()`
-(temp + arguments + outputs − donated aliases); RSS = process high-water mark, each case in its own process.
+(temp + arguments + outputs − donated aliases); RSS = process high-water mark, each case in its own process;
+device peak = `memory_stats()['peak_bytes_in_use']` where the backend keeps it (GPUs).
 HDR inference: three 6-channel 1000×1500 inputs in one untiled jitted forward pass (random official-size weights).
 """
 import argparse
@@ -27,21 +29,22 @@ from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-im
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
 
-def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False):
+def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32'):
   config = importlib.import_module(f'configs.{task}').get_config()
   config.batch_size = batch
   config.patch_size = size
+  config.model.dtype = dtype  # compute dtype; parameters, optimizer state and losses stay f32
   if without_mi_loss:
     config.mi_weight = 0.  # the step then skips the masked-MI loss (and its gradient) altogether
   return config
 
 
 def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
-              without_mi_loss: bool = False) -> dict:
+              without_mi_loss: bool = False, dtype: str = 'float32') -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  config = train_config(task, batch, size, without_mi_loss)
+  config = train_config(task, batch, size, without_mi_loss, dtype)
   mesh = sharding.make_mesh(jax.devices()[:1])
   t = time.perf_counter()
   built = train.build(config, mesh)
@@ -67,13 +70,19 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
   flops_s = stats['flops'] / step_s if stats['flops'] else None
-  return dict(kind='train', task=task, batch=batch, size=size, mi_loss=not without_mi_loss, step_s=step_s,
+  return dict(kind='train', task=task, batch=batch, size=size, dtype=dtype, mi_loss=not without_mi_loss,
+              step_s=step_s, ops_gradients=_ops_gradients(),
               steps_per_s=1 / step_s, images_per_s=batch / step_s,
               step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
               gflops_per_s=flops_s / 1e9 if flops_s else None,
               mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
-              load=common.load_avg(), machine=common.machine())
+              device_peak_mb=common.device_peak_mb(), load=common.load_avg(), machine=common.machine())
+
+
+def _ops_gradients() -> str:
+  from mgdn_jax.ops import gradients  # pylint: disable=g-import-not-at-top
+  return 'custom' if gradients.use_custom_gradients() else 'autodiff'
 
 
 def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
@@ -95,25 +104,29 @@ def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
     times.append(time.perf_counter() - t)
   assert out.shape == (1, height, width, 3), out.shape
   return dict(kind='hdr_inference', size=f'{height}x{width}', latency_s=min(times), mem_mb=stats['mem_mb'],
-              compile_s=stats['compile_s'], base_rss_mb=base, rss_mb=common.peak_rss_mb(), load=common.load_avg(),
-              machine=common.machine())
+              compile_s=stats['compile_s'], base_rss_mb=base, rss_mb=common.peak_rss_mb(),
+              device_peak_mb=common.device_peak_mb(), load=common.load_avg(), machine=common.machine())
 
 
 def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
-      ['task', 'batch × size', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
-       'executable MB', 'peak RSS MB', 'compile s', 'load avg'],
+      ['task', 'batch × size', 'dtype', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
+       'executable MB', 'device peak MB', 'peak RSS MB', 'compile s', 'load avg'],
       [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), f"{r['batch']} × {r['size']}²",
+        r.get('dtype', 'float32') + ('' if r.get('ops_gradients', 'custom') == 'custom' else ', autodiff ops'),
         r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
-        f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r['rss_mb'],
-        r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 10 for r in rows])
+        f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r.get('device_peak_mb'),
+        r['rss_mb'], r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 12
+       for r in rows])
 
 
 def hdr_table(rows: list[dict]) -> str:
   return common.markdown_table(
-      ['HDR inference', 'latency s', 'executable MB', 'peak RSS MB (base)', 'compile s', 'load avg'],
-      [[r['size'], f"{r['latency_s']:.2f}", r['mem_mb'], f"{r['rss_mb']:.0f} ({r['base_rss_mb']:.0f})",
-        r['compile_s'], r['load']] if 'error' not in r else [r.get('size', '?'), r['error'], '', '', '', '']
+      ['HDR inference', 'latency s', 'executable MB', 'device peak MB', 'peak RSS MB (base)', 'compile s',
+       'load avg'],
+      [[r['size'], f"{r['latency_s']:.2f}", r['mem_mb'], r.get('device_peak_mb'),
+        f"{r['rss_mb']:.0f} ({r['base_rss_mb']:.0f})", r['compile_s'], r['load']]
+       if 'error' not in r else [r.get('size', '?'), r['error'], '', '', '', '', '']
        for r in rows])
 
 
@@ -123,6 +136,8 @@ def main() -> None:
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help='compute dtype of the model (config.model.dtype); parameters and Adam state stay f32')
   p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
   p.add_argument('--without_mi_loss', action='store_true',
                  help="config.mi_weight = 0: the official step's work (it has no MI loss), to see what the loss costs")
@@ -138,12 +153,13 @@ def main() -> None:
       res = run_hdr_inference(h, w, args.hdr_repeats)
     else:
       res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops,
-                      args.without_mi_loss)
+                      args.without_mi_loss, args.dtype)
     print(json.dumps(res), flush=True)
     return
   passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
                  f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
-                 f'--hdr_repeats={args.hdr_repeats}'] + ['--without_mi_loss'] * args.without_mi_loss
+                 f'--hdr_repeats={args.hdr_repeats}', f'--dtype={args.dtype}']
+  passthrough += ['--without_mi_loss'] * args.without_mi_loss
   train_rows, hdr_rows = [], []
   for task in [t for t in args.tasks.split(',') if t]:
     if task not in TASKS:

@@ -48,8 +48,11 @@ def test_table_prints_every_round_and_a_repeated_error_once():
 
 @pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "unknown task 'sr'"),
                                            ('--modes=eager,jit', "unknown mode 'jit'"),
+                                           ('--modes=eager_fp16', 'known: eager, compile, eager_bf16'),
+                                           ('--hdr_modes=jit', "unknown mode 'jit'"),
                                            ('--rounds=0', '--rounds=0'),
-                                           ('--tasks=mff', 'DYKPN.py not found')])
+                                           ('--tasks=mff', 'DYKPN.py not found'),
+                                           ('--modes=eager_bf16,compile_bf16', 'DYKPN.py not found')])
 def test_bad_arguments_fail_with_one_line(monkeypatch, flag, message):
   monkeypatch.setattr(sys, 'argv', ['compare_official.py', '--official_repo=/nonexistent', flag])
   with pytest.raises(SystemExit, match=message):
@@ -63,3 +66,16 @@ def test_hdr_table_ratios_and_a_failed_jax_side_named():
   assert '0.25×' in row and '4000 / 16000' in row
   row = compare_official.hdr_table({'error': 'killed by SIGKILL (out of memory)'}, {'eager': official})
   assert 'out of memory' in row.splitlines()[2]
+
+
+def test_gpu_runs_report_device_memory_instead_of_rss():
+  jax_run = dict(_jax(60.0), device_peak_mb=5925.)
+  official = dict(_official(30.0), device_peak_mb=17919.)
+  table = compare_official.train_table(['hdr'], ['eager_bf16'], {'hdr': [jax_run]}, {('hdr', 'eager_bf16'): [official]})
+  header, _, row = table.splitlines()
+  assert 'JAX device peak MB' in header and 'official device peak MB' in header and 'RSS' not in header
+  assert '5925' in row and 'eager_bf16: 17919' in row and '**2.00×**' in row
+  jax_hdr = dict(latency_s=2., rss_mb=4400., base_rss_mb=400., device_peak_mb=6000., load='1.0/1.0/1.0')
+  off_hdr = dict(latency_s=4., rss_mb=2000., base_rss_mb=400., device_peak_mb=24000., load='1.0/1.0/1.0')
+  table = compare_official.hdr_table(jax_hdr, {'eager': off_hdr})
+  assert 'device peak MB JAX / official' in table and '6000 / 24000 | 0.25×' in table

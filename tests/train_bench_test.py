@@ -1,0 +1,19 @@
+"""benchmarks/train_bench.py: the configuration it measures and its table (no step is run)."""
+from benchmarks import train_bench
+
+
+def test_train_config_sets_batch_size_dtype_and_mi_weight():
+  config = train_bench.train_config('hdr', 2, 64, without_mi_loss=True, dtype='bfloat16')
+  assert (config.batch_size, config.patch_size, config.model.dtype, config.mi_weight) == (2, 64, 'bfloat16', 0.)
+  assert train_bench.train_config('mff', 4, 128).model.dtype == 'float32'
+
+
+def test_train_table_names_dtype_ops_and_device_memory():
+  row = dict(task='hdr', batch=4, size=128, dtype='bfloat16', ops_gradients='autodiff', mi_loss=True, step_s=0.0622,
+             steps_per_s=16.07, images_per_s=64.3, step_gflop=494.9, gflops_per_s=7952., mfu=0.008, mem_mb=5924.,
+             device_peak_mb=5925., rss_mb=2500., compile_s=96.8, load='3.9/1.3/0.5')
+  header, _, line = train_bench.train_table([row, {'task': 'mef', 'error': 'exit 1: boom'}]).splitlines()[:3]
+  assert '| dtype |' in header and '| device peak MB |' in header
+  assert '| bfloat16, autodiff ops | 62.2 |' in line and '| 0.8% |' in line and '| 5925.0 |' in line
+  last = train_bench.train_table([{'task': 'mef', 'error': 'exit 1: boom'}]).splitlines()[2]
+  assert last.count('|') == header.count('|') and 'boom' in last
