@@ -105,9 +105,10 @@ def torch_device(torch) -> str:
 def build_official(repo: str, task: str):
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
-  # f32 matmuls on TF32 tensor cores, as XLA:GPU runs JAX's default-precision f32 dots and convs (cuDNN convs
-  # already default to TF32 in torch); no effect on CPUs.
-  torch.set_float32_matmul_precision('high')
+  if torch.cuda.is_available():  # CPU runs stay exactly as measured in earlier sessions
+    # f32 matmuls on TF32 tensor cores, as XLA:GPU runs JAX's default-precision f32 dots and convs (cuDNN convs
+    # already default to TF32 in torch).
+    torch.set_float32_matmul_precision('high')
   _install_timm_standin(torch)
   models_dir = _models_dir(repo)
   sys.path.insert(0, models_dir)
