@@ -1,10 +1,10 @@
 """Which backward passes the dense, conv and depthwise ops use: the XLA:CPU-tuned custom VJPs or plain autodiff.
 
 The custom VJPs of `ops.dense`, `ops.conv` and `ops.depthwise` exist because XLA:CPU runs the autodiff form of
-those gradients on slow kernels (see each module). On GPUs cuDNN/cuBLAS run the autodiff forms directly, and the
-CPU workarounds (optimization barriers, tap-by-tap loops) only cost fusion and kernel launches.
-
-Dilated convs are the exception (see `ops.conv.conv2d`).
+those gradients on slow kernels (see each module). On GPUs cuDNN/cuBLAS run the autodiff forms directly; the CPU
+workarounds (optimization barriers, tap-by-tap loops) are not needed there, and add kernel launches to a step that
+is launch-bound (benchmarks/README.md, "Results on one H100"). Exception: dilated convs keep their custom VJP on
+every backend, because cuDNN's autodiff weight gradient of them took 3.3 ms per call (see `ops.conv.conv2d`).
 
 `MGDN_OPS_GRADIENTS`: `auto` (default: custom on CPU, autodiff elsewhere), `custom` or `autodiff` (for A/B
 benchmarks). Read at trace time, so it must be set before the first jit of a model. The dynamic filter, window
