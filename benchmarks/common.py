@@ -61,6 +61,24 @@ def block(x: Any) -> Any:
   return jax.block_until_ready(x)
 
 
+def timed_steps(step: Callable[[], Any], steps: int) -> dict:
+  """Calls `step()` (which must block until its work is done) `steps` times.
+
+  Returns the median wall seconds per step (`step_s`) and the medians of the process's user and kernel CPU
+  seconds and minor page faults per step (`cpu_user_s`, `cpu_sys_s`, `minor_faults`; getrusage, all threads).
+  Kernel time is reported because on a CPU backend much of it is page zeroing: every step maps its multi-GB
+  buffers afresh (benchmarks/README.md, "Where the CPU step's kernel time goes").
+  """
+  rows = []
+  for _ in range(steps):
+    r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    step()
+    wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    rows.append((wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt))
+  med = lambda i: statistics.median(r[i] for r in rows)
+  return dict(step_s=med(0), cpu_user_s=med(1), cpu_sys_s=med(2), minor_faults=med(3))
+
+
 def median_time(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5) -> float:
   """Median wall seconds of `fn()` (outputs blocked on) after `warmup` untimed calls."""
   for _ in range(warmup):

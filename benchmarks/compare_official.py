@@ -159,14 +159,9 @@ def run_train(repo: str, task: str, mode: str, batch: int, size: int, steps: int
   t = time.perf_counter()
   step()
   first_s = time.perf_counter() - t
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t)
-  times.sort()
-  step_s = times[len(times) // 2]
-  return dict(kind='train', task=task, mode=mode, batch=batch, size=size, step_s=step_s, steps_per_s=1 / step_s,
+  timing = common.timed_steps(step, steps)
+  step_s = timing['step_s']
+  return dict(kind='train', task=task, mode=mode, batch=batch, size=size, **timing, steps_per_s=1 / step_s,
               images_per_s=batch / step_s, compile_s=first_s - step_s if mode.startswith('compile') else None,
               rss_mb=common.peak_rss_mb(), device_peak_mb=_peak_device_mb(torch), device=dev,
               load=common.load_avg(), torch=torch.__version__, threads=torch.get_num_threads())
@@ -238,7 +233,8 @@ def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: di
   for mode in modes:
     header += [f'official {mode} img/s', f'JAX / {mode} (per round)', f'JAX / {mode} median']
     header += ['torch.compile s'] if mode.startswith('compile') else []
-  header += ['JAX compile s', 'JAX executable MB', f'JAX {mem_name}', f'official {mem_name}', '1-min load']
+  header += ['kernel CPU s/step JAX; official', 'JAX compile s', 'JAX executable MB', f'JAX {mem_name}',
+             f'official {mem_name}', '1-min load']
   rows = []
   for task in tasks:
     js = jax_runs[task]
@@ -249,7 +245,9 @@ def train_table(tasks: list[str], modes: list[str], jax_runs: dict, official: di
       row += [_per_round(os_, 'images_per_s'), ' / '.join(f'{x:.2f}×' if x else 'n/a' for x in ratios),
               f'**{med:.2f}×**' if med else 'n/a']
       row += [_per_round(os_, 'compile_s', '{:.0f}')] if mode.startswith('compile') else []
-    row += [_per_round(js, 'compile_s', '{:.1f}'), _per_round(js[:1], 'mem_mb', '{:.0f}'),
+    row += [_per_round(js, 'cpu_sys_s', '{:.1f}') + '; ' +
+            ', '.join(f'{m}: ' + _per_round(official[(task, m)], 'cpu_sys_s', '{:.1f}') for m in modes),
+            _per_round(js, 'compile_s', '{:.1f}'), _per_round(js[:1], 'mem_mb', '{:.0f}'),
             _per_round(js, mem, '{:.0f}'),
             ', '.join(f'{m}: ' + _per_round(official[(task, m)], mem, '{:.0f}') for m in modes),
             _load_range(js + [o for m in modes for o in official[(task, m)]])]

@@ -58,20 +58,21 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   compiled, stats = common.compile_stats(built.step_fn, state, data)
   state, _ = compiled(state, data)  # warm-up (first run touches fresh buffers)
   common.block(state)
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    state, metrics = compiled(state, data)
+  last = {}
+
+  def step():
+    nonlocal state
+    state, last['metrics'] = compiled(state, data)
     common.block(state)
-    times.append(time.perf_counter() - t)
-  times.sort()
-  step_s = times[len(times) // 2]
+
+  timing = common.timed_steps(step, steps)
+  step_s, metrics = timing['step_s'], last['metrics']
   if not np.isfinite(float(metrics.compute()['loss'])):
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
   flops_s = stats['flops'] / step_s if stats['flops'] else None
   return dict(kind='train', task=task, batch=batch, size=size, dtype=dtype, mi_loss=not without_mi_loss,
-              step_s=step_s, ops_gradients=_ops_gradients(),
+              ops_gradients=_ops_gradients(), **timing,
               steps_per_s=1 / step_s, images_per_s=batch / step_s,
               step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
               gflops_per_s=flops_s / 1e9 if flops_s else None,
@@ -111,13 +112,19 @@ def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
 def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
       ['task', 'batch × size', 'dtype', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
-       'executable MB', 'device peak MB', 'peak RSS MB', 'compile s', 'load avg'],
+       'CPU s/step user / kernel', 'executable MB', 'device peak MB', 'peak RSS MB', 'compile s', 'load avg'],
       [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), f"{r['batch']} × {r['size']}²",
         r.get('dtype', 'float32') + ('' if r.get('ops_gradients', 'custom') == 'custom' else ', autodiff ops'),
         r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
-        f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', r['mem_mb'], r.get('device_peak_mb'),
-        r['rss_mb'], r['compile_s'], r['load']] if 'error' not in r else [r['task'], r['error']] + [''] * 12
+        f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', _cpu_seconds(r), r['mem_mb'],
+        r.get('device_peak_mb'), r['rss_mb'], r['compile_s'], r['load']]
+       if 'error' not in r else [r['task'], r['error']] + [''] * 13
        for r in rows])
+
+
+def _cpu_seconds(r: dict) -> str:
+  """'user / kernel' CPU seconds per step (all threads), or 'n/a' for results that predate the columns."""
+  return f"{r['cpu_user_s']:.1f} / {r['cpu_sys_s']:.1f}" if r.get('cpu_sys_s') is not None else 'n/a'
 
 
 def hdr_table(rows: list[dict]) -> str:

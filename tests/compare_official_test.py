@@ -42,7 +42,7 @@ def test_table_prints_every_round_and_a_repeated_error_once():
       {('mff', 'eager'): [_official(1.0), _official(1.5)], ('mff', 'compile'): [err, err]})
   row = table.splitlines()[2]
   assert '2.000 / 3.000' in row and '2.00× / 2.00×' in row and '**2.00×**' in row
-  assert row.count('munmap_chunk') == 3  # compile img/s, torch.compile s, official RSS: once each
+  assert row.count('munmap_chunk') == 4  # compile img/s, torch.compile s, kernel CPU s, official RSS: once each
   assert '1.0–1.5' in row
 
 
@@ -79,3 +79,12 @@ def test_gpu_runs_report_device_memory_instead_of_rss():
   off_hdr = dict(latency_s=4., rss_mb=2000., base_rss_mb=400., device_peak_mb=24000., load='1.0/1.0/1.0')
   table = compare_official.hdr_table(jax_hdr, {'eager': off_hdr})
   assert 'device peak MB JAX / official' in table and '6000 / 24000 | 0.25×' in table
+
+
+def test_kernel_cpu_seconds_of_both_sides_in_one_cell():
+  jax_run = dict(_jax(2.0), cpu_sys_s=3.25)
+  official = dict(_official(1.0), cpu_sys_s=1.5)
+  header, _, row = compare_official.train_table(['hdr'], ['eager'], {'hdr': [jax_run]},
+                                                {('hdr', 'eager'): [official]}).splitlines()
+  assert '| kernel CPU s/step JAX; official |' in header
+  assert '| 3.2; eager: 1.5 |' in row
