@@ -40,7 +40,7 @@ def first_touch_s(nbytes: int) -> float:
   return elapsed
 
 
-def balloon_reporting() -> str:
+def balloon_driver() -> str:
   """Whether a virtio balloon driver is bound (free page reporting to a hypervisor is then possible)."""
   path = '/sys/bus/virtio/drivers/virtio_balloon'
   bound = os.path.isdir(path) and any(e.startswith('virtio') for e in os.listdir(path))
@@ -65,7 +65,7 @@ def main() -> None:
   for gap in gaps:
     time.sleep(gap)
     rows.append([f'after {gap:g} s idle', *_rate(first_touch_s(nbytes), args.gb)])
-  print(f'Machine: {os.cpu_count()} CPU cores, {balloon_reporting()}, load {common.load_avg()}\n')
+  print(f'Machine: {os.cpu_count()} CPU cores, {balloon_driver()}, load {common.load_avg()}\n')
   print(common.markdown_table([f'{args.gb:g} GiB mapping', 'first touch s', 'GiB/s'], rows))
 
 
