@@ -83,12 +83,7 @@ def median_time(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5) -> flo
   """Median wall seconds of `fn()` (outputs blocked on) after `warmup` untimed calls."""
   for _ in range(warmup):
     block(fn())
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    block(fn())
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return timed_steps(lambda: block(fn()), repeats)['step_s']
 
 
 def compile_stats(jitted: Any, *args, **kwargs) -> tuple[Any, dict]:

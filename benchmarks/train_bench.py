@@ -58,15 +58,15 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   compiled, stats = common.compile_stats(built.step_fn, state, data)
   state, _ = compiled(state, data)  # warm-up (first run touches fresh buffers)
   common.block(state)
-  last = {}
+  metrics = None
 
   def step():
-    nonlocal state
-    state, last['metrics'] = compiled(state, data)
+    nonlocal state, metrics
+    state, metrics = compiled(state, data)
     common.block(state)
 
   timing = common.timed_steps(step, steps)
-  step_s, metrics = timing['step_s'], last['metrics']
+  step_s = timing['step_s']
   if not np.isfinite(float(metrics.compute()['loss'])):
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
