@@ -145,7 +145,7 @@ class GradientMask(nnx.Module):
   def __init__(self, hidden: int, num_layers: int, *, rngs: nnx.Rngs):
     chans = [2] + [hidden] * (num_layers - 1) + [1]
     self.convs = nnx.List([
-        nnx.Conv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+        Conv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
         for cin, cout in zip(chans[:-1], chans[1:])])
 
   def __call__(self, s1: jax.Array, s2: jax.Array) -> jax.Array:

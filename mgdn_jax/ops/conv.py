@@ -4,8 +4,8 @@ Why a custom VJP: XLA:CPU computes the kernel gradient of a 3×3 convolution as 
 image, ~30 GFLOP/s on this CPU (the forward convolution runs at ~100). Per tap, the gradient is
 dW[a, b] = Σ_tokens x_shifted(a, b)ᵀ g: one token-contracting matmul, fast when g is token-major, which an
 optimization barrier guarantees (see `ops/dense.py`). Measured (one core, (4, 128, 128, 60) → 60, fwd + bwd with
-an elementwise consumer): 340 → 137 ms; 120 → 60: 574 → 234 ms. The input gradient stays XLA's own
-(transposed convolution), which is fast.
+an elementwise consumer): 340 → 137 ms; 120 → 60: 574 → 234 ms. The input gradient is a forward convolution
+with the flipped kernel, which XLA:CPU runs on its library kernels (see `_bwd` for why it is spelled out).
 
 Memory: the taps run one after another (`lax.map`), so one shifted copy of the input exists at a time. (The
 barrier also takes the padded input; it does not order the schedule: XLA:CPU removes barriers before scheduling,
@@ -61,7 +61,12 @@ def _bwd(dilation, residuals, g):
   x, kernel, bias = residuals
   n, h, w, c = x.shape
   k = kernel.shape[0]
-  dx = jax.vjp(lambda t: _conv(t, kernel, dilation), x)[1](g)[0]
+  # The input gradient is the forward conv of g with the flipped kernel, I/O swapped. Materialised behind a barrier
+  # because otherwise XLA folds the swap into the convolution's dimension labels (HWOI), which XLA:CPU's library
+  # kernels do not take inside a while-loop body (the micro-batch loop of the training step): it then ran its
+  # naive convolution loop, 400 ms instead of ~30 ms for (2, 128, 128, 60) 3×3.
+  flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  dx = _conv(g, flipped, dilation)
   pad = dilation * (k - 1) // 2
   xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   xp, g2 = jax.lax.optimization_barrier((xp, g.reshape(-1, g.shape[-1])))
