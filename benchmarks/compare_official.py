@@ -284,6 +284,8 @@ def main() -> None:
                  help=f'official execution modes, a subset of {",".join(MODES)} (_bf16: torch.autocast bfloat16)')
   p.add_argument('--jax_dtype', default='float32', choices=('float32', 'bfloat16'),
                  help="the JAX step's compute dtype (train_bench.py --dtype)")
+  p.add_argument('--jax_microbatch_size', type=int, default=0,
+                 help="the JAX step's images per micro-batch (train_bench.py --microbatch_size; 0 = its default)")
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--steps', type=int, default=3, help='timed steps per case after one untimed step (median)')
@@ -320,7 +322,7 @@ def main() -> None:
   _models_dir(args.official_repo)  # fail before the first (long) case, not in every child
   bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_bench.py')
   shared = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}', f'--hdr_size={args.hdr_size}']
-  jax_passthrough = [*shared, f'--dtype={args.jax_dtype}']
+  jax_passthrough = [*shared, f'--dtype={args.jax_dtype}', f'--microbatch_size={args.jax_microbatch_size}']
   passthrough = [f'--official_repo={args.official_repo}', *shared]
   jax_runs, jax_hdr = {t: [] for t in tasks}, None
   if args.jax_results:

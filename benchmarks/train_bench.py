@@ -5,11 +5,16 @@
   python benchmarks/train_bench.py --json_out=/tmp/jax_train.json   # also keep the raw numbers (compare_official.py)
   python benchmarks/train_bench.py --without_mi_loss --no_hdr_inference   # the step without the masked-MI loss
   python benchmarks/train_bench.py --dtype=bfloat16 --steps=10 --no_hdr_inference   # bf16 compute (accelerators)
+  python benchmarks/train_bench.py --microbatch_size=4 --no_hdr_inference   # batch 4 in one piece (CPU default: 2)
 
 Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
 L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
 `configs/<task>.py` at batch 4, 128² patches, on one device. Inputs are random (time does not depend on values).
-FLOP/s use XLA's own count (`compiled.cost_analysis()['flops']` of the whole step); MFU needs a known peak
+Micro-batches: the step's own default (`config.microbatch_size = 0`: 2 images per micro-batch on CPU, the whole
+batch on accelerators; mgdn_jax/microbatch.py), or --microbatch_size.
+FLOP/s use XLA's own count (`compiled.cost_analysis()['flops']` of the whole step). XLA counts a loop body once,
+so the count is multiplied by the number of micro-batches; the per-tap loops inside the custom gradients
+(ops/conv.py, ops/depthwise.py, ops/dynamic_filter.py) stay counted once, so on CPU the count is a lower bound. MFU needs a known peak
 (accelerators in common.PEAK_TFLOPS, or --peak_tflops for a CPU). Memory = `compiled.memory_analysis()`
 (temp + arguments + outputs − donated aliases); RSS = process high-water mark, each case in its own process;
 device peak = `memory_stats()['peak_bytes_in_use']` where the backend keeps it (GPUs).
@@ -29,23 +34,26 @@ from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-im
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
 
-def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32'):
+def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32',
+                 microbatch_size: int = 0):
   config = importlib.import_module(f'configs.{task}').get_config()
   config.batch_size = batch
   config.patch_size = size
   config.model.dtype = dtype  # compute dtype; parameters, optimizer state and losses stay f32
+  config.microbatch_size = microbatch_size
   if without_mi_loss:
     config.mi_weight = 0.  # the step then skips the masked-MI loss (and its gradient) altogether
   return config
 
 
 def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
-              without_mi_loss: bool = False, dtype: str = 'float32') -> dict:
+              without_mi_loss: bool = False, dtype: str = 'float32', microbatch_size: int = 0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  config = train_config(task, batch, size, without_mi_loss, dtype)
+  from mgdn_jax import microbatch, sharding, train  # pylint: disable=g-import-not-at-top
+  config = train_config(task, batch, size, without_mi_loss, dtype, microbatch_size)
   mesh = sharding.make_mesh(jax.devices()[:1])
+  microbatches = microbatch.num_microbatches(config, mesh)
   t = time.perf_counter()
   built = train.build(config, mesh)
   state = train.create_state(built)
@@ -70,11 +78,13 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   if not np.isfinite(float(metrics.compute()['loss'])):
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
-  flops_s = stats['flops'] / step_s if stats['flops'] else None
-  return dict(kind='train', task=task, batch=batch, size=size, dtype=dtype, mi_loss=not without_mi_loss,
+  flops = stats['flops'] * microbatches if stats['flops'] else None  # XLA counts the micro-batch loop body once
+  flops_s = flops / step_s if flops else None
+  return dict(kind='train', task=task, batch=batch, size=size, microbatches=microbatches, dtype=dtype,
+              mi_loss=not without_mi_loss,
               ops_gradients=_ops_gradients(), **timing,
               steps_per_s=1 / step_s, images_per_s=batch / step_s,
-              step_gflop=stats['flops'] / 1e9 if stats['flops'] else None,
+              step_gflop=flops / 1e9 if flops else None,
               gflops_per_s=flops_s / 1e9 if flops_s else None,
               mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
@@ -113,13 +123,19 @@ def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
       ['task', 'batch × size', 'dtype', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
        'CPU s/step user / kernel', 'executable MB', 'device peak MB', 'peak RSS MB', 'compile s', 'load avg'],
-      [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), f"{r['batch']} × {r['size']}²",
+      [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), _batch(r),
         r.get('dtype', 'float32') + ('' if r.get('ops_gradients', 'custom') == 'custom' else ', autodiff ops'),
         r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
         f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', _cpu_seconds(r), r['mem_mb'],
         r.get('device_peak_mb'), r['rss_mb'], r['compile_s'], r['load']]
        if 'error' not in r else [r['task'], r['error']] + [''] * 13
        for r in rows])
+
+
+def _batch(r: dict) -> str:
+  """'4 × 128²', plus the micro-batch split where the step runs one ('4 × 128² in 2 micro-batches')."""
+  n = r.get('microbatches', 1)
+  return f"{r['batch']} × {r['size']}²" + (f' in {n} micro-batches' if n > 1 else '')
 
 
 def _cpu_seconds(r: dict) -> str:
@@ -145,6 +161,8 @@ def main() -> None:
   p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
                  help='compute dtype of the model (config.model.dtype); parameters and Adam state stay f32')
+  p.add_argument('--microbatch_size', type=int, default=0,
+                 help='config.microbatch_size: images per sequential micro-batch (0 = the default for the backend)')
   p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
   p.add_argument('--without_mi_loss', action='store_true',
                  help="config.mi_weight = 0: the official step's work (it has no MI loss), to see what the loss costs")
@@ -160,12 +178,13 @@ def main() -> None:
       res = run_hdr_inference(h, w, args.hdr_repeats)
     else:
       res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops,
-                      args.without_mi_loss, args.dtype)
+                      args.without_mi_loss, args.dtype, args.microbatch_size)
     print(json.dumps(res), flush=True)
     return
   passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
                  f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
-                 f'--hdr_repeats={args.hdr_repeats}', f'--dtype={args.dtype}']
+                 f'--hdr_repeats={args.hdr_repeats}', f'--dtype={args.dtype}',
+                 f'--microbatch_size={args.microbatch_size}']
   passthrough += ['--without_mi_loss'] * args.without_mi_loss
   train_rows, hdr_rows = [], []
   for task in [t for t in args.tasks.split(',') if t]:

@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Optimisation (KAIR/SwinFusion framework used for MEF/MFF: Adam β 0.9/0.999, wd 0, MultiStepLR per iteration).
   c.batch_size = 8                    # global, over all devices and processes
+  c.microbatch_size = 0               # images per sequential micro-batch of a step (its gradient is accumulated
+                                      # over them: same update, less memory); 0 = auto: 2 per device on CPU
+                                      # (faster there), the whole batch on accelerators (mgdn_jax/microbatch.py)
   c.patch_size = 128                  # square training crops (GDSR: HR crop)
   c.num_train_steps = 10_000
   c.learning_rate = 2e-4

@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 
 from mgdn_jax import checkpoint
 from mgdn_jax import compile_options
+from mgdn_jax import microbatch
 from mgdn_jax import sharding
 from mgdn_jax import train_eval
 from mgdn_jax import train_state
@@ -105,20 +106,27 @@ def _recon_loss(config, fused, target):
 
 def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config: ml_collections.ConfigDict,
                gd_model: Any, gd_mi: Any, tx: optax.GradientTransformation, schedule: optax.Schedule,
-               base_key: jax.Array) -> tuple[train_state.State, TrainMetrics]:
-  """One optimisation step on a global batch. Non-finite loss/gradients freeze the state and set `bad_step`."""
-  streams = [batch[f'stream_{k}'] for k in range(config.model.num_streams)]
+               base_key: jax.Array, microbatches: int = 1) -> tuple[train_state.State, TrainMetrics]:
+  """One optimisation step on a global batch, its gradient accumulated over `microbatches` sequential slices
+  (microbatch.py). Non-finite loss/gradients freeze the state and set `bad_step`."""
   rng = jax.random.fold_in(base_key, state['step'])  # DropPath: a fresh, reproducible key per step
 
-  def loss_fn(trainable):
+  def loss_fn(trainable, part, key):
+    streams = [part[f'stream_{k}'] for k in range(config.model.num_streams)]
     model = nnx.merge(gd_model, trainable['model'])
-    fused, features = model(*streams, train=True, rng=rng)
-    recon = _recon_loss(config, fused, batch['target'])
+    fused, features = model(*streams, train=True, rng=key)
+    recon = _recon_loss(config, fused, part['target'])
     mi = nnx.merge(gd_mi, trainable['mi'])(features) if config.mi_weight > 0 else jnp.zeros((), jnp.float32)
     return recon + config.mi_weight * mi, (recon, mi)
 
   trainable = {'model': state['params'], 'mi': state['mi_params']}
-  (loss, (recon, mi)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+
+  def losses_and_grads(part, key):
+    (loss, (recon, mi)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, part, key)
+    return loss, recon, mi, grads
+
+  zeros = (jnp.zeros((), jnp.float32),) * 3 + (jax.tree.map(jnp.zeros_like, trainable),)
+  loss, recon, mi, grads = microbatch.mean_over_microbatches(losses_and_grads, batch, rng, microbatches, zeros)
   grad_norm = optax.global_norm(grads)
   updates, opt_state = tx.update(grads, state['opt_state'], trainable)
   new = optax.apply_updates(trainable, updates)
@@ -207,7 +215,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   state_sh = jax.tree.map(lambda x: x.sharding, abstract)
   step_fn = jax.jit(
       functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx,
-                        schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed)),
+                        schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed),
+                        microbatches=microbatch.num_microbatches(config, mesh)),
       out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=compile_options.train_compiler_options())
   predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
   _BUILT.clear()  # keep one: each holds compiled executables

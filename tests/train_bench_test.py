@@ -6,6 +6,7 @@ def test_train_config_sets_batch_size_dtype_and_mi_weight():
   config = train_bench.train_config('hdr', 2, 64, without_mi_loss=True, dtype='bfloat16')
   assert (config.batch_size, config.patch_size, config.model.dtype, config.mi_weight) == (2, 64, 'bfloat16', 0.)
   assert train_bench.train_config('mff', 4, 128).model.dtype == 'float32'
+  assert train_bench.train_config('mff', 4, 128, microbatch_size=2).microbatch_size == 2
 
 
 def test_train_table_names_dtype_ops_and_device_memory():
@@ -19,6 +20,9 @@ def test_train_table_names_dtype_ops_and_device_memory():
   assert '| CPU s/step user / kernel |' in header and '| 0.8% | 15.4 / 3.3 |' in line
   older = dict(row, cpu_user_s=None, cpu_sys_s=None)  # JSON from before the CPU-time columns
   assert '| 0.8% | n/a |' in train_bench.train_table([older]).splitlines()[2]
+  split = train_bench.train_table([dict(row, microbatches=2)]).splitlines()[2]
+  assert split.startswith('| hdr | 4 × 128² in 2 micro-batches | bfloat16')
+  assert line.startswith('| hdr | 4 × 128² | bfloat16')  # rows without the field (older JSON) or unsplit steps
   last = train_bench.train_table([{'task': 'mef', 'error': 'exit 1: boom'}]).splitlines()[2]
   assert last.count('|') == header.count('|') and 'boom' in last
 
