@@ -12,9 +12,10 @@ L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check
 `configs/<task>.py` at batch 4, 128² patches, on one device. Inputs are random (time does not depend on values).
 Micro-batches: the step's own default (`config.microbatch_size = 0`: 2 images per micro-batch on CPU, the whole
 batch on accelerators; mgdn_jax/microbatch.py), or --microbatch_size.
-FLOP/s use XLA's own count (`compiled.cost_analysis()['flops']` of the whole step). XLA counts a loop body once,
-so the count is multiplied by the number of micro-batches; the per-tap loops inside the custom gradients
-(ops/conv.py, ops/depthwise.py, ops/dynamic_filter.py) stay counted once, so on CPU the count is a lower bound. MFU needs a known peak
+FLOP/s and MFU use the step's FLOPs counted from its jaxpr (benchmarks/roofline.py: every dot, convolution and
+arithmetic op, loops times their trip count; the same count on every backend). XLA's own count
+(`cost_analysis()`, × micro-batches) is shown beside it: it counts loop bodies once (the per-tap loops of the
+custom gradients) and XLA:GPU leaves out cuDNN's convolutions. MFU needs a known peak
 (accelerators in common.PEAK_TFLOPS, or --peak_tflops for a CPU). Memory = `compiled.memory_analysis()`
 (temp + arguments + outputs − donated aliases); RSS = process high-water mark, each case in its own process;
 device peak = `memory_stats()['peak_bytes_in_use']` where the backend keeps it (GPUs).
@@ -28,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common, roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
@@ -78,15 +79,15 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   if not np.isfinite(float(metrics.compute()['loss'])):
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
-  flops = stats['flops'] * microbatches if stats['flops'] else None  # XLA counts the micro-batch loop body once
-  flops_s = flops / step_s if flops else None
+  flops = roofline.traced_cost(built.step_fn.trace(state, data)).flops
+  xla_flops = stats['flops'] * microbatches if stats['flops'] else None  # XLA counts the loop body once
+  flops_s = flops / step_s
   return dict(kind='train', task=task, batch=batch, size=size, microbatches=microbatches, dtype=dtype,
               mi_loss=not without_mi_loss,
               ops_gradients=_ops_gradients(), **timing,
               steps_per_s=1 / step_s, images_per_s=batch / step_s,
-              step_gflop=flops / 1e9 if flops else None,
-              gflops_per_s=flops_s / 1e9 if flops_s else None,
-              mfu=flops_s / peak if flops_s and peak else None, mem_mb=stats['mem_mb'],
+              step_gflop=flops / 1e9, xla_gflop=xla_flops / 1e9 if xla_flops else None,
+              gflops_per_s=flops_s / 1e9, mfu=flops_s / peak if peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
               device_peak_mb=common.device_peak_mb(), load=common.load_avg(), machine=common.machine())
 
@@ -121,11 +122,11 @@ def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
 
 def train_table(rows: list[dict]) -> str:
   return common.markdown_table(
-      ['task', 'batch × size', 'dtype', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (XLA)', 'GFLOP/s', 'MFU',
+      ['task', 'batch × size', 'dtype', 'step ms', 'steps/s', 'images/s', 'GFLOP/step (jaxpr / XLA)', 'GFLOP/s', 'MFU',
        'CPU s/step user / kernel', 'executable MB', 'device peak MB', 'peak RSS MB', 'compile s', 'load avg'],
       [[r['task'] + ('' if r.get('mi_loss', True) else ' (no MI loss)'), _batch(r),
         r.get('dtype', 'float32') + ('' if r.get('ops_gradients', 'custom') == 'custom' else ', autodiff ops'),
-        r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", r['step_gflop'], r['gflops_per_s'],
+        r['step_s'] * 1e3, f"{r['steps_per_s']:.3f}", f"{r['images_per_s']:.3f}", _gflop(r), r['gflops_per_s'],
         f"{100 * r['mfu']:.1f}%" if r['mfu'] else 'n/a (peak unknown)', _cpu_seconds(r), r['mem_mb'],
         r.get('device_peak_mb'), r['rss_mb'], r['compile_s'], r['load']]
        if 'error' not in r else [r['task'], r['error']] + [''] * 13
@@ -136,6 +137,13 @@ def _batch(r: dict) -> str:
   """'4 × 128²', plus the micro-batch split where the step runs one ('4 × 128² in 2 micro-batches')."""
   n = r.get('microbatches', 1)
   return f"{r['batch']} × {r['size']}²" + (f' in {n} micro-batches' if n > 1 else '')
+
+
+def _gflop(r: dict) -> str:
+  """'jaxpr / XLA' GFLOP per step; rows from before the jaxpr count (session 10) held XLA's count alone."""
+  if 'xla_gflop' not in r:
+    return f"n/a / {common.fmt(r['step_gflop'])}"
+  return f"{common.fmt(r['step_gflop'])} / {common.fmt(r['xla_gflop'])}"
 
 
 def _cpu_seconds(r: dict) -> str:

@@ -15,7 +15,10 @@ def test_train_table_names_dtype_ops_and_device_memory():
              device_peak_mb=5925., rss_mb=2500., compile_s=96.8, load='3.9/1.3/0.5', cpu_user_s=15.44,
              cpu_sys_s=3.31)
   header, _, line = train_bench.train_table([row, {'task': 'mef', 'error': 'exit 1: boom'}]).splitlines()[:3]
-  assert '| dtype |' in header and '| device peak MB |' in header
+  assert '| dtype |' in header and '| device peak MB |' in header and '| GFLOP/step (jaxpr / XLA) |' in header
+  assert '| n/a / 494.9 |' in line  # JSON from before the jaxpr count held XLA's count alone
+  counted = train_bench.train_table([dict(row, step_gflop=817.2, xla_gflop=494.9)]).splitlines()[2]
+  assert '| 817.2 / 494.9 |' in counted
   assert '| bfloat16, autodiff ops | 62.2 |' in line and '| 0.8% |' in line and '| 5925.0 |' in line
   assert '| CPU s/step user / kernel |' in header and '| 0.8% | 15.4 / 3.3 |' in line
   older = dict(row, cpu_user_s=None, cpu_sys_s=None)  # JSON from before the CPU-time columns

@@ -19,16 +19,23 @@ def _logits(q, k, bias, mask):
   return s
 
 
+# Both directions run under this name scope: profiles then group the attention ops, and benchmarks/roofline.py
+# finds the score matrices a flash-attention kernel would keep on chip (the backward's ops carry no frame of this
+# file in their tracebacks, only the name scope).
+SCOPE = "window_attention"
+
+
 def _forward(q, k, v, bias, mask):
   """Output and the (N, nW, h, T) log-sum-exp of the logits (all the backward pass needs to rebuild p)."""
-  s = _logits(q, k, bias, mask)
-  m = jnp.max(s, axis=-1, keepdims=True)
-  e = jnp.exp(s - m)
-  total = jnp.sum(e, axis=-1, keepdims=True)
-  # Normalise the (T, d) output rather than the (T, T) probabilities: T/d times fewer divides, and XLA:CPU no
-  # longer folds the divide into the matmul's operand (measured 42 → 29 ms at (4, 256, 6, 64, 10) on one core).
-  out = jnp.einsum("nwhts,nwhsd->nwhtd", e.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
-  return out.astype(v.dtype), (m + jnp.log(total))[..., 0]
+  with jax.named_scope(SCOPE):
+    s = _logits(q, k, bias, mask)
+    m = jnp.max(s, axis=-1, keepdims=True)
+    e = jnp.exp(s - m)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    # Normalise the (T, d) output rather than the (T, T) probabilities: T/d times fewer divides, and XLA:CPU no
+    # longer folds the divide into the matmul's operand (measured 42 → 29 ms at (4, 256, 6, 64, 10) on one core).
+    out = jnp.einsum("nwhts,nwhsd->nwhtd", e.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
+    return out.astype(v.dtype), (m + jnp.log(total))[..., 0]
 
 
 @jax.custom_vjp
@@ -52,19 +59,20 @@ def _fwd(q, k, v, bias, mask):
 
 
 def _bwd(residuals, g):
-  q, k, v, bias, mask, out, lse = residuals
-  p = jnp.exp(_logits(q, k, bias, mask) - lse[..., None])
-  g32 = g.astype(jnp.float32)
-  dv = jnp.einsum("nwhts,nwhtd->nwhsd", p.astype(v.dtype), g, preferred_element_type=jnp.float32)
-  dp = jnp.einsum("nwhtd,nwhsd->nwhts", g, v, preferred_element_type=jnp.float32)
-  delta = jnp.sum(g32 * out.astype(jnp.float32), axis=-1)  # Σ_s p·dp, from the output
-  ds = p * (dp - delta[..., None])
-  dq = jnp.einsum("nwhts,nwhsd->nwhtd", ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
-  dk = jnp.einsum("nwhts,nwhtd->nwhsd", ds.astype(q.dtype), q, preferred_element_type=jnp.float32)
-  rows = ds.reshape(-1, bias.size)
-  dbias = jnp.einsum("b,bx->x", jnp.ones((rows.shape[0],), rows.dtype), rows).reshape(bias.shape)
-  dmask = None if mask is None else jnp.zeros_like(mask)  # a constant of the shift pattern
-  return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), dbias.astype(bias.dtype), dmask)
+  with jax.named_scope(SCOPE):
+    q, k, v, bias, mask, out, lse = residuals
+    p = jnp.exp(_logits(q, k, bias, mask) - lse[..., None])
+    g32 = g.astype(jnp.float32)
+    dv = jnp.einsum("nwhts,nwhtd->nwhsd", p.astype(v.dtype), g, preferred_element_type=jnp.float32)
+    dp = jnp.einsum("nwhtd,nwhsd->nwhts", g, v, preferred_element_type=jnp.float32)
+    delta = jnp.sum(g32 * out.astype(jnp.float32), axis=-1)  # Σ_s p·dp, from the output
+    ds = p * (dp - delta[..., None])
+    dq = jnp.einsum("nwhts,nwhsd->nwhtd", ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
+    dk = jnp.einsum("nwhts,nwhtd->nwhsd", ds.astype(q.dtype), q, preferred_element_type=jnp.float32)
+    rows = ds.reshape(-1, bias.size)
+    dbias = jnp.einsum("b,bx->x", jnp.ones((rows.shape[0],), rows.dtype), rows).reshape(bias.shape)
+    dmask = None if mask is None else jnp.zeros_like(mask)  # a constant of the shift pattern
+    return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), dbias.astype(bias.dtype), dmask)
 
 
 window_attention.defvjp(_fwd, _bwd)
