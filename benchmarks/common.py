@@ -90,12 +90,16 @@ def compile_stats(jitted: Any, *args, **kwargs) -> tuple[Any, dict]:
   """Lowers and compiles `jitted` for `args`; returns (compiled, stats).
 
   stats: compile_s (trace + lower + XLA compile), mem_mb (temp + argument + output bytes of the executable, minus
-  aliased/donated bytes), temp_mb, flops (XLA's cost analysis; None when the backend reports none).
+  aliased/donated bytes), temp_mb, flops (XLA's cost analysis; None when the backend reports none), jaxpr_flops
+  (counted from the traced jaxpr, loops times their trip count: `roofline.py`; not part of compile_s).
   """
+  from benchmarks import roofline  # pylint: disable=g-import-not-at-top
   t = time.perf_counter()
-  compiled = jitted.lower(*args, **kwargs).compile()
+  traced = jitted.trace(*args, **kwargs)
+  compiled = traced.lower().compile()
   compile_s = time.perf_counter() - t
-  stats = dict(compile_s=compile_s, mem_mb=None, temp_mb=None, flops=None)
+  stats = dict(compile_s=compile_s, mem_mb=None, temp_mb=None, flops=None,
+               jaxpr_flops=roofline.traced_cost(traced).flops)
   try:
     m = compiled.memory_analysis()
     if m is not None:

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common, roofline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
@@ -79,7 +79,7 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   if not np.isfinite(float(metrics.compute()['loss'])):
     raise FloatingPointError(f'train_bench: non-finite loss for {task}')
   peak = common.peak_flops(peak_tflops)
-  flops = roofline.traced_cost(built.step_fn.trace(state, data)).flops
+  flops = stats['jaxpr_flops']
   xla_flops = stats['flops'] * microbatches if stats['flops'] else None  # XLA counts the loop body once
   flops_s = flops / step_s
   return dict(kind='train', task=task, batch=batch, size=size, microbatches=microbatches, dtype=dtype,
