@@ -34,15 +34,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # One H100 SXM (NVIDIA H100 datasheet): dense bf16 tensor core 989 TFLOP/s, HBM3 3.35 TB/s, FP32 (non-tensor) 67.
 H100 = dict(peak_tflops=989., hbm_tb_s=3.35, vector_tflops=67.)
 
-_MOVES = frozenset(('reshape', 'transpose', 'broadcast_in_dim', 'convert_element_type', 'squeeze', 'expand_dims',
-                    'slice', 'dynamic_slice', 'dynamic_update_slice', 'pad', 'concatenate', 'copy', 'copy_p',
-                    'select_n', 'rev', 'gather', 'split', 'iota', 'stop_gradient', 'optimization_barrier',
-                    'reshard', 'sharding_constraint', 'bitcast_convert_type', 'device_put', 'eq', 'ne', 'lt',
-                    'le', 'gt', 'ge', 'and', 'or', 'not', 'xor', 'shift_right_logical', 'shift_left',
-                    'random_bits', 'random_split', 'random_fold_in', 'random_seed', 'random_wrap',
-                    'random_unwrap', 'threefry2x32', 'is_finite', 'sign', 'clamp', 'sort', 'scatter', 'pjit', 'jit', 'custom_vjp_call', 'custom_jvp_call',
-                    'checkpoint', 'remat', 'scan', 'cond', 'while', 'closed_call', 'core_call', 'shard_map',
-                    'pure_callback', 'io_callback', 'debug_callback'))
+_MOVES = frozenset((
+    'reshape', 'transpose', 'broadcast_in_dim', 'convert_element_type', 'squeeze',
+    'expand_dims', 'slice', 'dynamic_slice', 'dynamic_update_slice', 'pad',
+    'concatenate', 'copy', 'copy_p', 'select_n', 'rev', 'gather', 'split', 'iota',
+    'stop_gradient', 'optimization_barrier', 'reshard', 'sharding_constraint',
+    'bitcast_convert_type', 'device_put', 'eq', 'ne', 'lt', 'le', 'gt', 'ge', 'and',
+    'or', 'not', 'xor', 'shift_right_logical', 'shift_left', 'random_bits',
+    'random_split', 'random_fold_in', 'random_seed', 'random_wrap', 'random_unwrap',
+    'threefry2x32', 'is_finite', 'sign', 'clamp', 'sort', 'scatter', 'pjit', 'jit',
+    'custom_vjp_call', 'custom_jvp_call', 'checkpoint', 'remat', 'scan', 'cond',
+    'while', 'closed_call', 'core_call', 'shard_map', 'pure_callback',
+    'io_callback', 'debug_callback'))
 _REDUCTIONS = frozenset(('reduce_sum', 'reduce_max', 'reduce_min', 'reduce_prod', 'argmax', 'argmin',
                          'scatter-add', 'scatter_add'))
 
@@ -173,19 +176,14 @@ def step_cost(task: str, batch: int, size: int, dtype: str = 'bfloat16', chip: d
               microbatch_size: int = 0, by_op: dict | None = None) -> tuple[Cost, int]:
   """(Cost, window tokens T) of the training loop's step for `configs/<task>.py` at (batch, size)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from benchmarks import train_bench  # pylint: disable=g-import-not-at-top
   from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
   config = train_bench.train_config(task, batch, size, dtype=dtype, microbatch_size=microbatch_size)
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  built = train.build(config, mesh)
-  state = jax.eval_shape(built.init)
+  built = train.build(config, sharding.make_mesh(jax.devices()[:1]))
   m = config.model
-  data = {f'stream_{k}': jax.ShapeDtypeStruct((batch, size, size, c), np.float32)
-          for k, c in enumerate(m.in_channels)}
-  data['target'] = jax.ShapeDtypeStruct((batch, size, size, m.out_channels), np.float32)
   tokens = m.window_size ** 2 if 'window_size' in m else 0
-  return traced_cost(built.step_fn.trace(state, data), chip, tokens, by_op), tokens
+  traced = built.step_fn.trace(jax.eval_shape(built.init), train_bench.batch_shapes(config))
+  return traced_cost(traced, chip, tokens, by_op), tokens
 
 
 def table(rows: list[dict]) -> str:
@@ -240,7 +238,8 @@ def main() -> None:
                          matmul_share=c.matmul_flops / c.flops, gb_xla=c.matmul_bytes_xla / 1e9,
                          gb_flash=c.matmul_bytes_flash / 1e9, ms_xla=c.time_xla * 1e3, ms_flash=c.time_flash * 1e3,
                          mfu_xla=c.mfu_bound(chip, 'xla'), mfu_flash=c.mfu_bound(chip, 'flash'),
-                         calls=c.matmul_calls, unknown_loops=c.unknown_loops, chip=chip, ops_gradients=args.ops_gradients))
+                         calls=c.matmul_calls, unknown_loops=c.unknown_loops, chip=chip,
+                         ops_gradients=args.ops_gradients))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
   print(f"{args.dtype} train step, {args.ops_gradients} gradients; chip: {args.peak_tflops:g} TFLOP/s tensor, "
         f"{args.hbm_tb_s:g} TB/s, {args.vector_tflops:g} TFLOP/s vector\n")

@@ -47,6 +47,16 @@ def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False
   return config
 
 
+def batch_shapes(config) -> dict:
+  """{'stream_k': (B, P, P, C_k), 'target': (B, P, P, C_out)} f32 shapes of one training batch of `config`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  b, p, m = config.batch_size, config.patch_size, config.model
+  shapes = {f'stream_{k}': jax.ShapeDtypeStruct((b, p, p, c), np.float32) for k, c in enumerate(m.in_channels)}
+  shapes['target'] = jax.ShapeDtypeStruct((b, p, p, m.out_channels), np.float32)
+  return shapes
+
+
 def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
               without_mi_loss: bool = False, dtype: str = 'float32', microbatch_size: int = 0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
@@ -60,9 +70,7 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   state = train.create_state(built)
   setup_s = time.perf_counter() - t
   rng = np.random.default_rng(0)
-  m = config.model
-  local = {f'stream_{k}': rng.random((batch, size, size, c), dtype=np.float32) for k, c in enumerate(m.in_channels)}
-  local['target'] = rng.random((batch, size, size, m.out_channels), dtype=np.float32)
+  local = {k: rng.random(v.shape, dtype=np.float32) for k, v in batch_shapes(config).items()}
   data = sharding.global_batch(local, mesh)
   compiled, stats = common.compile_stats(built.step_fn, state, data)
   state, _ = compiled(state, data)  # warm-up (first run touches fresh buffers)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from benchmarks import roofline
+from benchmarks import roofline, train_bench
 from configs import mef
 from mgdn_jax import model as model_lib
 from mgdn_jax import sharding, train
@@ -91,11 +91,8 @@ def test_train_step_count_does_not_depend_on_the_micro_batch_split():
   counts = []
   for microbatch_size in (16, 8):  # one step of 16 images, then two micro-batches of 8 (one image per device)
     config = mef.get_config('tiny')
-    config.batch_size, config.microbatch_size = 16, microbatch_size
+    config.batch_size, config.patch_size, config.microbatch_size = 16, 16, microbatch_size
     built = train.build(config, mesh)
-    state = jax.eval_shape(built.init)
-    data = {f'stream_{k}': jax.ShapeDtypeStruct((16, 16, 16, c), np.float32)
-            for k, c in enumerate(config.model.in_channels)}
-    data['target'] = jax.ShapeDtypeStruct((16, 16, 16, config.model.out_channels), np.float32)
-    counts.append(roofline.traced_cost(built.step_fn.trace(state, data), CHIP).flops)
+    traced = built.step_fn.trace(jax.eval_shape(built.init), train_bench.batch_shapes(config))
+    counts.append(roofline.traced_cost(traced, CHIP).flops)
   assert counts[0] > 0 and counts[1] == pytest.approx(counts[0], rel=1e-3)
