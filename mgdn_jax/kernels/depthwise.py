@@ -11,8 +11,6 @@ loop over the input instead; the backward is the same form (correlation of the z
 flipped kernel) plus k² per-channel reductions for the kernel gradient, one tap per loop step. Under
 gradients='autodiff' (`kernels.dispatch`) the same shift-accumulate forward is differentiated by autodiff instead.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 
