@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import metrics
 from mgdn_jax.metrics import baselines as baselines_lib
 from mgdn_jax.metrics import folders
@@ -313,5 +313,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

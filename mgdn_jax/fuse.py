@@ -19,7 +19,7 @@ import sys
 
 import tqdm
 
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import image_io
 from mgdn_jax import inference
 from mgdn_jax.image_io import InputError
@@ -393,5 +393,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

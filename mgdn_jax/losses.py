@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgdn_jax.layers.common import Conv
+from mgdn_jax.kernels import KernelConv
 
 _EPS = 1e-6
 
@@ -145,7 +145,7 @@ class GradientMask(nnx.Module):
   def __init__(self, hidden: int, num_layers: int, *, rngs: nnx.Rngs):
     chans = [2] + [hidden] * (num_layers - 1) + [1]
     self.convs = nnx.List([
-        Conv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+        KernelConv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
         for cin, cout in zip(chans[:-1], chans[1:])])
 
   def __call__(self, s1: jax.Array, s2: jax.Array) -> jax.Array:
@@ -208,7 +208,7 @@ class MaskedMILoss(nnx.Module):
     self.bandwidth = 0.5 / num_bins if bandwidth is None else float(bandwidth)
     # Flat list: projection of stream k at stage n is proj[n * num_streams + k].
     self.proj = nnx.List([
-        Conv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)  # 1×1 as a matmul
+        KernelConv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)  # 1×1 as a matmul
         for _ in range(num_stages * num_streams)])
     self.mask = nnx.List([GradientMask(mask_hidden, mask_layers, rngs=rngs) for _ in range(num_stages)])
 
