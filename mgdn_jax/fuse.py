@@ -22,6 +22,7 @@ import tqdm
 from mgdn_jax import host_memory
 from mgdn_jax import image_io
 from mgdn_jax import inference
+from mgdn_jax import tonemap
 from mgdn_jax.image_io import InputError
 
 TASK_OUTPUTS = {'mef': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'), 'mff': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'),
@@ -285,7 +286,7 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
 def write_result(out, scene, args, bits, depth_range) -> None:
   if args.task == 'hdr':
     image_io.write_radiance(scene.output, out)
-    image_io.write_image(preview_path(scene.output), image_io.mu_law(out), bits=8)
+    image_io.write_image(preview_path(scene.output), tonemap.mu_law(out), bits=8)
   elif args.task == 'gdsr':
     image_io.write_depth(scene.output, inference.gdsr_output(out, depth_range), args.depth_scale)
   else:

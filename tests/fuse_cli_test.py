@@ -14,6 +14,7 @@ from mgdn_jax import convert
 from mgdn_jax import fuse
 from mgdn_jax import image_io
 from mgdn_jax import model as model_lib
+from mgdn_jax import tonemap
 
 H, W = 20, 28  # one size everywhere: a single compilation per tiny model
 
@@ -90,7 +91,7 @@ def test_hdr_scene_folder_writes_radiance_and_preview(ckpts, tmp_path):
   hdr = image_io.read_hdr(tmp_path / 'x.hdr')
   preview, bits = image_io.read_image(tmp_path / 'x_tonemapped.png')
   assert hdr.shape == preview.shape == (H, W, 3) and bits == 8
-  assert np.abs(preview - image_io.mu_law(hdr)).mean() < 0.01  # preview = μ-law of the (unquantised) output
+  assert np.abs(preview - tonemap.mu_law(hdr)).mean() < 0.01  # preview = μ-law of the (unquantised) output
   frames = sorted(str(p) for p in scene.glob('*.tif'))
   _fuse('--task=hdr', f'--checkpoint={ckpts["hdr"]}', *frames, '--exposures=0,2,4', f'--output={tmp_path / "y.hdr"}')
   np.testing.assert_array_equal(image_io.read_hdr(tmp_path / 'y.hdr'), hdr)
