@@ -94,7 +94,7 @@ def read_rgb16_tiff(path: pathlib.Path) -> np.ndarray:
 def check_same_size(name: str, paths, shapes) -> None:
   """Raises when the streams of one scene differ in size."""
   if len(set(tuple(s) for s in shapes)) > 1:
-    sizes = ', '.join(f'{p.name} {s[0]}x{s[1]}' for p, s in zip(paths, shapes))
+    sizes = ', '.join(f'{p} {s[0]}x{s[1]}' for p, s in zip(paths, shapes))
     raise DataError(f'{name}: streams of different sizes ({sizes})')
 
 
