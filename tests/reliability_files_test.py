@@ -129,3 +129,77 @@ def test_prepare_names_the_files_in_one_line(tmp_path, case):
   run = _cli('data_pipelines.prepare', '--dataset=lytro', f'--manual_dir={manual}', f'--data_dir={tmp_path / "d"}')
   assert want in _one_line(run)
   assert not (tmp_path / 'd').exists() or not list((tmp_path / 'd').iterdir())
+
+
+# ------------------------------------------------------------------------------------------- converted weights
+
+OFFICIAL = ROOT / 'tests' / 'testdata' / 'mgdn_mff_official_62000_E.npz'
+
+
+def _convert(capsys, *argv) -> tuple[int, str]:
+  """(exit status, stderr) of the convert CLI run in this process."""
+  from mgdn_jax import convert  # pylint: disable=g-import-not-at-top
+  try:
+    convert.main([str(a) for a in argv])
+    code = 0
+  except SystemExit as e:
+    code = e.code
+  return code, capsys.readouterr().err
+
+
+def test_convert_never_removes_a_folder_it_did_not_create(tmp_path, capsys):
+  users = tmp_path / 'ck.partial'  # the name the converter used to stage into (and rmtree)
+  users.mkdir()
+  (users / 'notes.txt').write_text('mine')
+  busy = tmp_path / 'busy'
+  busy.mkdir()
+  (busy / 'notes.txt').write_text('mine')
+  code, err = _convert(capsys, '--task=mff', f'--official={OFFICIAL}', f'--out={busy}')
+  assert code == 2 and err.strip() == f'error: --out {busy} exists and is not an empty folder'
+  (tmp_path / 'ck').mkdir()  # an empty folder may be the destination
+  assert _convert(capsys, '--task=mff', f'--official={OFFICIAL}', f'--out={tmp_path / "ck"}')[0] == 0
+  assert (users / 'notes.txt').read_text() == 'mine' and (busy / 'notes.txt').read_text() == 'mine'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['busy', 'ck', 'ck.partial']  # no staging folder left
+  from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  assert checkpoint.load_model(str(tmp_path / 'ck'))[1].model.embed_dim == 30
+
+
+def _npz_without(tmp_path, key):
+  weights = dict(np.load(OFFICIAL))
+  del weights[key]
+  np.savez(tmp_path / 'partial.npz', **weights)
+  return tmp_path / 'partial.npz'
+
+
+@pytest.mark.parametrize('case', ['truncated', 'bit_flip', 'text', 'no_bias_table', 'no_fc1', 'wrong_task',
+                                  'no_out_folder'])
+def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case):
+  data = OFFICIAL.read_bytes()
+  bad, task, out = tmp_path / f'{case}.npz', 'mff', tmp_path / 'ck'
+  if case == 'truncated':
+    bad.write_bytes(data[:len(data) // 2])
+    want = f'{bad}: cannot read {bad}: File is not a zip file'
+  elif case == 'bit_flip':
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    bad.write_bytes(bytes(flipped))
+    want = f'{bad}: cannot read {bad}: Bad CRC-32'
+  elif case == 'text':
+    bad.write_text('hello\n')
+    want = f'{bad}: cannot read {bad}: not an .npz archive'
+  elif case == 'no_bias_table':
+    bad = _npz_without(tmp_path, 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table')
+    want = 'state_dict has no layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
+  elif case == 'no_fc1':
+    bad = _npz_without(tmp_path, 'layers.0.residual_group.blocks.0.mlp.fc1.weight')
+    want = 'state_dict has no layers.0.residual_group.blocks.0.mlp.fc1.weight'
+  elif case == 'wrong_task':
+    bad, task = OFFICIAL, 'mef'
+    want = "the weights have the official mff network's dimensions (embed_dim 30, depths [3, 3]), not mef's"
+  else:
+    bad, out = OFFICIAL, tmp_path / 'missing' / 'ck'
+    want = f'--out {out}: folder {out.parent} does not exist or is not writable'
+  code, err = _convert(capsys, f'--task={task}', f'--official={bad}', f'--out={out}')
+  assert code == 2 and len(err.strip().splitlines()) == 1 and want in err, err
+  assert str(bad) in err or str(out) in err
+  assert not out.exists()
