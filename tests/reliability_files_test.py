@@ -203,3 +203,17 @@ def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case):
   assert code == 2 and len(err.strip().splitlines()) == 1 and want in err, err
   assert str(bad) in err or str(out) in err
   assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+
+
+def test_evaluate_refuses_an_unusable_output_dir_before_computing(tmp_path, capsys):
+  from mgdn_jax import evaluate  # pylint: disable=g-import-not-at-top
+  blocker = tmp_path / 'report.txt'
+  blocker.write_text('mine')
+  code = evaluate.main(['--task=mff', '--baselines=average', f'--sources_dir={_lytro(tmp_path / "lytro")}',
+                        f'--output_dir={blocker / "sub"}'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1 and err[-1] == f'error: --output_dir {blocker / "sub"}: {blocker} is a file, not a folder'
+  assert blocker.read_text() == 'mine'
