@@ -56,7 +56,7 @@ def _tiff_header(path: pathlib.Path) -> tuple[tuple[int, int], np.dtype, int]:
 
 def _hdr_size(path: pathlib.Path) -> tuple[int, int]:
   try:
-    return image_io.image_size(path)
+    return image_io.image_size(path, 'HDR image')
   except image_io.InputError as e:
     raise common.DataError(str(e)) from None
 

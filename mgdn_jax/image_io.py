@@ -96,9 +96,9 @@ def atomic_write(path):
 # ------------------------------------------------------------------------------------------------- LDR images
 
 
-def _check_size(path, h: int, w: int) -> tuple[int, int]:
+def _check_size(path, h: int, w: int, what: str) -> tuple[int, int]:
   if h * w > MAX_PIXELS:
-    raise InputError(f'cannot read image {path}: {w}x{h} pixels exceeds the limit of {MAX_PIXELS:,} pixels')
+    raise InputError(f'cannot read {what} {path}: {w}x{h} pixels exceeds the limit of {MAX_PIXELS:,} pixels')
   return h, w
 
 
@@ -110,10 +110,10 @@ def _npy_shape(path) -> tuple[int, ...]:
   return shape
 
 
-def image_size(path) -> tuple[int, int]:
+def image_size(path, what: str = 'image') -> tuple[int, int]:
   """(H, W) of an image, depth or HDR file from its header alone, checked against MAX_PIXELS.
 
-  Raises InputError naming the file when it is missing, not an image, or too large.
+  Raises InputError naming the file (as `what`) when it is missing, not an image, or too large.
   """
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
@@ -121,31 +121,31 @@ def image_size(path) -> tuple[int, int]:
     if suffix in ('.tif', '.tiff'):
       with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
-        return _check_size(path, page.imagelength, page.imagewidth)
+        return _check_size(path, page.imagelength, page.imagewidth, what)
     if suffix == '.npy':
       shape = _npy_shape(path)
       if len(shape) < 2:
         raise ValueError(f'array of shape {shape} is not an image')
-      return _check_size(path, shape[0], shape[1])
+      return _check_size(path, shape[0], shape[1], what)
     with open(path, 'rb') as f:
       head = f.read(65536)
     if suffix == '.hdr' or head.startswith(rgbe.RADIANCE_MAGIC):
       h, w, _ = rgbe.parse_header(head)
-      return _check_size(path, h, w)
+      return _check_size(path, h, w, what)
     if head.startswith(_PNG_SIGNATURE) and len(head) >= 24:
       w, h = struct.unpack('>II', head[16:24])
-      return _check_size(path, h, w)
+      return _check_size(path, h, w, what)
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)
       with Image.open(path) as im:
         w, h = im.size
-    return _check_size(path, h, w)
+    return _check_size(path, h, w, what)
   except InputError:
     raise
   except Image.DecompressionBombError:
-    raise InputError(f'cannot read image {path}: it exceeds the limit of {MAX_PIXELS:,} pixels') from None
+    raise InputError(f'cannot read {what} {path}: it exceeds the limit of {MAX_PIXELS:,} pixels') from None
   except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f'cannot read image {path}: {_reason(e)}') from None
+    raise InputError(f'cannot read {what} {path}: {_reason(e)}') from None
 
 
 def _reason(e: Exception) -> str:
@@ -191,7 +191,7 @@ def read_array(path) -> np.ndarray:
       arr = tifffile.imread(path)
     else:
       data = path.read_bytes()
-      if data[:8] == _PNG_SIGNATURE and (data[24], data[25]) in ((16, 2), (16, 6)):  # IHDR bit depth, colour
+      if data[:8] == _PNG_SIGNATURE and data[24:26] in (b'\x10\x02', b'\x10\x06'):  # IHDR: 16 bits, colour
         arr = _read_png16_colour(data)  # PIL would cut these to 8 bits
       else:
         with warnings.catch_warnings():
@@ -310,10 +310,7 @@ def write_hdr(path, img: np.ndarray) -> None:
 def read_hdr(path) -> np.ndarray:
   """Reads a Radiance `.hdr` (flat or RLE scanlines, orientation -Y H +X W) as float32 `(H, W, 3)` linear RGB."""
   path = pathlib.Path(path)
-  try:
-    image_size(path)
-  except InputError as e:
-    raise InputError(str(e).replace('cannot read image', 'cannot read HDR image', 1)) from None
+  image_size(path, 'HDR image')
   try:
     return rgbe.to_float(rgbe.decode_bytes(path.read_bytes()))
   except Exception as e:  # pylint: disable=broad-except
@@ -352,7 +349,7 @@ def read_depth(path, depth_scale: float = 1000.) -> np.ndarray:
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
   if suffix == '.npy':
-    image_size(path)
+    image_size(path, 'depth')
     try:
       d = np.load(path, allow_pickle=False)
     except Exception as e:  # pylint: disable=broad-except
