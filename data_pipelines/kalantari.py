@@ -40,6 +40,7 @@ def read_exposures(path: pathlib.Path) -> np.ndarray:
 
 def _tiff_header(path: pathlib.Path) -> tuple[tuple[int, int], np.dtype, int]:
   import tifffile
+  common.check_pixel_limit(path)
   try:
     with tifffile.TiffFile(path) as tif:
       page = tif.pages[0]

@@ -47,6 +47,10 @@ class InputError(ValueError):
   """A user-facing problem with an input or output file; the CLI prints its message as a one-line error."""
 
 
+class PixelLimitError(InputError):
+  """An image larger than MAX_PIXELS, found from its header."""
+
+
 # ----------------------------------------------------------------------------------------------- atomic writes
 
 
@@ -98,7 +102,7 @@ def atomic_write(path):
 
 def _check_size(path, h: int, w: int, what: str) -> tuple[int, int]:
   if h * w > MAX_PIXELS:
-    raise InputError(f'cannot read {what} {path}: {w}x{h} pixels exceeds the limit of {MAX_PIXELS:,} pixels')
+    raise PixelLimitError(f'cannot read {what} {path}: {w}x{h} pixels exceeds the limit of {MAX_PIXELS:,} pixels')
   return h, w
 
 
@@ -143,7 +147,7 @@ def image_size(path, what: str = 'image') -> tuple[int, int]:
   except InputError:
     raise
   except Image.DecompressionBombError:
-    raise InputError(f'cannot read {what} {path}: it exceeds the limit of {MAX_PIXELS:,} pixels') from None
+    raise PixelLimitError(f'cannot read {what} {path}: it exceeds the limit of {MAX_PIXELS:,} pixels') from None
   except Exception as e:  # pylint: disable=broad-except
     raise InputError(f'cannot read {what} {path}: {_reason(e)}') from None
 

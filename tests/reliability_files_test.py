@@ -7,9 +7,11 @@ The pixel limit of every image reader is tested in image_io_test.py.
 import fcntl
 import os
 import pathlib
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -110,6 +112,15 @@ def test_prepare_never_deletes_what_it_did_not_create(tmp_path):
     loader.prepare('lytro', manual_dir=manual, data_dir=data_dir)
   assert keep.read_text() == 'mine' and (data_dir / 'lytro' / '1.0.0').is_dir()
   assert sorted(p.name for p in data_dir.iterdir()) == ['lytro']
+
+
+def test_prepare_applies_the_pixel_limit_from_the_header(tmp_path):
+  manual = _lytro(tmp_path / 'lytro')
+  ihdr = b'IHDR' + struct.pack('>IIBBBBB', 14000, 14000, 8, 2, 0, 0, 0)
+  bomb = manual / 'B' / 'lytro_02.png'
+  bomb.write_bytes(b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + ihdr + struct.pack('>I', zlib.crc32(ihdr)))
+  with pytest.raises(common.DataError, match=rf'{bomb}: 14000x14000 pixels exceeds the limit'):
+    loader.prepare('lytro', manual_dir=manual, data_dir=tmp_path / 'tfds')
 
 
 @pytest.mark.parametrize('case', ['same_key', 'two_formats', 'sizes'])
