@@ -274,6 +274,9 @@ def main(argv=None) -> None:
     parser.exit(2, f"error: --out {args.out}: folder {parent} does not exist or is not writable\n")
   try:
     state_dict = read_state_dict(args.official)
+  except ValueError as e:
+    parser.exit(2, f"error: {e}\n")  # names the file
+  try:
     kwargs = infer_official_kwargs(state_dict)
     model = from_official(state_dict, kwargs, args.task)
   except ValueError as e:

@@ -189,15 +189,15 @@ def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case):
   bad, task, out = tmp_path / f'{case}.npz', 'mff', tmp_path / 'ck'
   if case == 'truncated':
     bad.write_bytes(data[:len(data) // 2])
-    want = f'{bad}: cannot read {bad}: File is not a zip file'
+    want = f'error: cannot read {bad}: File is not a zip file'
   elif case == 'bit_flip':
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     bad.write_bytes(bytes(flipped))
-    want = f'{bad}: cannot read {bad}: Bad CRC-32'
+    want = f'error: cannot read {bad}: Bad CRC-32'
   elif case == 'text':
     bad.write_text('hello\n')
-    want = f'{bad}: cannot read {bad}: not an .npz archive'
+    want = f'error: cannot read {bad}: not an .npz archive'
   elif case == 'no_bias_table':
     bad = _npz_without(tmp_path, 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table')
     want = 'state_dict has no layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
