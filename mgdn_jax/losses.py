@@ -39,7 +39,7 @@ def l1_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(pred.astype(jnp.float32) - target.astype(jnp.float32)))
 
 
-def mu_law_l1_loss(pred: jax.Array, target: jax.Array, mu: float = 5000.) -> jax.Array:
+def mu_law_l1_loss(pred: jax.Array, target: jax.Array, mu: float = tonemap.MU) -> jax.Array:
   """L1 between μ-law tonemapped pred and target, mean reduction (the official HDR 'mapped_L1')."""
   _check_same_shape(pred, target, 'mu_law_l1_loss')
   return jnp.mean(jnp.abs(tonemap.mu_law_jax(pred, mu) - tonemap.mu_law_jax(target, mu)))
