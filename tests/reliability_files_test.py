@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from conftest import OFFICIAL_MFF_WEIGHTS, shared_file
 from data_pipelines import common
 from data_pipelines import loader
 
@@ -144,7 +145,9 @@ def test_prepare_names_the_files_in_one_line(tmp_path, case):
 
 # ------------------------------------------------------------------------------------------- converted weights
 
-OFFICIAL = ROOT / 'tests' / 'testdata' / 'mgdn_mff_official_62000_E.npz'
+@pytest.fixture
+def official():
+  return shared_file(OFFICIAL_MFF_WEIGHTS)
 
 
 def _convert(capsys, *argv) -> tuple[int, str]:
@@ -158,25 +161,25 @@ def _convert(capsys, *argv) -> tuple[int, str]:
   return code, capsys.readouterr().err
 
 
-def test_convert_never_removes_a_folder_it_did_not_create(tmp_path, capsys):
+def test_convert_never_removes_a_folder_it_did_not_create(tmp_path, capsys, official):
   users = tmp_path / 'ck.partial'  # the name the converter used to stage into (and rmtree)
   users.mkdir()
   (users / 'notes.txt').write_text('mine')
   busy = tmp_path / 'busy'
   busy.mkdir()
   (busy / 'notes.txt').write_text('mine')
-  code, err = _convert(capsys, '--task=mff', f'--official={OFFICIAL}', f'--out={busy}')
+  code, err = _convert(capsys, '--task=mff', f'--official={official}', f'--out={busy}')
   assert code == 2 and err.strip() == f'error: --out {busy} exists and is not an empty folder'
   (tmp_path / 'ck').mkdir()  # an empty folder may be the destination
-  assert _convert(capsys, '--task=mff', f'--official={OFFICIAL}', f'--out={tmp_path / "ck"}')[0] == 0
+  assert _convert(capsys, '--task=mff', f'--official={official}', f'--out={tmp_path / "ck"}')[0] == 0
   assert (users / 'notes.txt').read_text() == 'mine' and (busy / 'notes.txt').read_text() == 'mine'
   assert sorted(p.name for p in tmp_path.iterdir()) == ['busy', 'ck', 'ck.partial']  # no staging folder left
   from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
   assert checkpoint.load_model(str(tmp_path / 'ck'))[1].model.embed_dim == 30
 
 
-def _npz_without(tmp_path, key):
-  weights = dict(np.load(OFFICIAL))
+def _npz_without(official, tmp_path, key):
+  weights = dict(np.load(official))
   del weights[key]
   np.savez(tmp_path / 'partial.npz', **weights)
   return tmp_path / 'partial.npz'
@@ -184,8 +187,8 @@ def _npz_without(tmp_path, key):
 
 @pytest.mark.parametrize('case', ['truncated', 'bit_flip', 'text', 'no_bias_table', 'no_fc1', 'wrong_task',
                                   'no_out_folder'])
-def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case):
-  data = OFFICIAL.read_bytes()
+def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case, official):
+  data = official.read_bytes()
   bad, task, out = tmp_path / f'{case}.npz', 'mff', tmp_path / 'ck'
   if case == 'truncated':
     bad.write_bytes(data[:len(data) // 2])
@@ -199,16 +202,16 @@ def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case):
     bad.write_text('hello\n')
     want = f'error: cannot read {bad}: not an .npz archive'
   elif case == 'no_bias_table':
-    bad = _npz_without(tmp_path, 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table')
+    bad = _npz_without(official, tmp_path, 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table')
     want = 'state_dict has no layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
   elif case == 'no_fc1':
-    bad = _npz_without(tmp_path, 'layers.0.residual_group.blocks.0.mlp.fc1.weight')
+    bad = _npz_without(official, tmp_path, 'layers.0.residual_group.blocks.0.mlp.fc1.weight')
     want = 'state_dict has no layers.0.residual_group.blocks.0.mlp.fc1.weight'
   elif case == 'wrong_task':
-    bad, task = OFFICIAL, 'mef'
+    bad, task = official, 'mef'
     want = "the weights have the official mff network's dimensions (embed_dim 30, depths [3, 3]), not mef's"
   else:
-    bad, out = OFFICIAL, tmp_path / 'missing' / 'ck'
+    bad, out = official, tmp_path / 'missing' / 'ck'
     want = f'--out {out}: folder {out.parent} does not exist or is not writable'
   code, err = _convert(capsys, f'--task={task}', f'--official={bad}', f'--out={out}')
   assert code == 2 and len(err.strip().splitlines()) == 1 and want in err, err
