@@ -6,7 +6,7 @@
 
 Why count from the jaxpr: XLA's `cost_analysis()` counts a loop body once (the micro-batch scan, the per-tap loops
 of the custom gradients) and XLA:GPU leaves out the convolutions it hands to cuDNN (it counted 494.9 GFLOP of the HDR
-step's 817.2 on an H100, session 7). The jaxpr holds every op the step runs, loops with their trip counts, on any
+step's 817.2 on an H100; benchmarks/README.md). The jaxpr holds every op the step runs, loops with their trip counts, on any
 backend: dot_general and convolution = 2 FLOPs per multiply-add (convolutions counted dense, as XLA does);
 arithmetic elementwise ops 1 per output element, reductions 1 per input element; data movement (reshape,
 transpose, slices, pads, converts, selects) 0.

@@ -147,7 +147,7 @@ def _batch(r: dict) -> str:
 
 
 def _gflop(r: dict) -> str:
-  """'jaxpr / XLA' GFLOP per step; rows from before the jaxpr count (session 10) held XLA's count alone."""
+  """'jaxpr / XLA' GFLOP per step; result files written before the jaxpr count existed hold XLA's count alone."""
   if 'xla_gflop' not in r:
     return f"n/a / {common.fmt(r['step_gflop'])}"
   return f"{common.fmt(r['step_gflop'])} / {common.fmt(r['xla_gflop'])}"
