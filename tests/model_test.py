@@ -14,7 +14,7 @@ OFFICIAL_COUNTS = {"mef": 893_551, "mff": 178_975, "hdr": 1_826_445, "gdsr_x4": 
 
 
 def _count_abstract(cfg):
-  abstract = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
+  abstract = model_lib.create_model(cfg, abstract=True)
   return model_lib.count_params(abstract)
 
 
@@ -119,7 +119,7 @@ def test_stochastic_depth_only_in_training():
 ])
 def test_bad_inputs(make, message):
   cfg = model_lib.model_config("tiny_fusion")
-  model = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
+  model = model_lib.create_model(cfg, abstract=True)
   with pytest.raises(ValueError, match=message):
     model(*make(_streams(cfg)))
 
