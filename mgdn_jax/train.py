@@ -30,6 +30,7 @@ from mgdn_jax import microbatch
 from mgdn_jax import sharding
 from mgdn_jax import train_eval
 from mgdn_jax import train_state
+from mgdn_jax import workdir_lock
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 # Fields whose change makes an existing checkpoint unusable (different state tree or different problem).
@@ -246,11 +247,16 @@ def create_state(built: Built) -> train_state.State:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
   """Trains `config` in `workdir` (resuming from its newest intact checkpoint), evaluating periodically.
 
-  Returns the final state (replicated global arrays).
+  Holds the workdir's lock (workdir_lock.py) for the whole run. Returns the final state (replicated global arrays).
   """
-  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   validate_config(config)
   workdir = os.path.abspath(workdir)
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   check_workdir_compatible(config, workdir)
