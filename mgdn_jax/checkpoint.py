@@ -183,6 +183,7 @@ def save(mgr: ocp.CheckpointManager, step: int, state: dict[str, Any], data_iter
 def _reason(e: BaseException) -> str:
   """A one-line, bounded description of why a checkpoint could not be read."""
   first = (str(e).strip().splitlines() or [''])[0]
+  first = first.split(' See full TensorStore details')[0]  # what follows is a spec dump, not a reason
   return f'{type(e).__name__}: {first[:160]}'
 
 
