@@ -92,3 +92,28 @@ def test_8_device_checkpoint_restores_on_4_and_1(trained_like, tmp_path):
     assert len(got.files) == len(want)
     for i, w in enumerate(want):
       np.testing.assert_array_equal(got[f'arr_{i}'], w)
+
+
+_LOAD_AND_LIST_MODULES = """
+import sys
+from mgdn_jax import checkpoint
+checkpoint.load_model(sys.argv[1])
+print(' '.join(sorted(m for m in sys.modules if m.startswith(('mgdn_jax', 'data_pipelines', 'grain')))))
+"""
+
+
+def test_loading_a_model_imports_no_training_code(trained_like, tmp_path):
+  config, _, state = trained_like
+  workdir = str(tmp_path / 'run')
+  checkpoint.write_config(workdir, config)
+  with checkpoint.manager(config, workdir) as manager:
+    manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, '-c', _LOAD_AND_LIST_MODULES, workdir], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  loaded = proc.stdout.split()
+  assert 'mgdn_jax.checkpoint' in loaded
+  for training in ('mgdn_jax.train', 'mgdn_jax.train_state', 'mgdn_jax.train_eval', 'mgdn_jax.microbatch',
+                   'mgdn_jax.sharding', 'data_pipelines', 'grain'):
+    assert training not in loaded, training
