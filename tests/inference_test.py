@@ -19,12 +19,12 @@ TILED_MEAN_TOL, TILED_MAX_TOL = 0.01, 0.2
 
 @pytest.fixture(scope='module')
 def tiny_fusion():
-  return model_lib.MGDN(model_lib.model_config('tiny_fusion'), rngs=nnx.Rngs(0))
+  return model_lib.create_model(model_lib.model_config('tiny_fusion'), seed=0)
 
 
 @pytest.fixture(scope='module')
 def tiny_hdr():
-  return model_lib.MGDN(model_lib.model_config('tiny_hdr'), rngs=nnx.Rngs(1))
+  return model_lib.create_model(model_lib.model_config('tiny_hdr'), seed=1)
 
 
 def _images(rng, h, w, channels):

@@ -130,9 +130,9 @@ def test_bad_configs():
   with pytest.raises(ValueError, match="unknown model config field"):
     model_lib.model_config("mef", embed=3)
   with pytest.raises(ValueError, match="divisible by mgca_heads"):
-    model_lib.MGDN(model_lib.model_config("tiny_fusion", embed_dim=8), rngs=nnx.Rngs(0))
+    model_lib.create_model(model_lib.model_config("tiny_fusion", embed_dim=8), seed=0)
   with pytest.raises(ValueError, match="match in_channels"):
-    model_lib.MGDN(model_lib.model_config("tiny_fusion", num_streams=3), rngs=nnx.Rngs(0))
+    model_lib.create_model(model_lib.model_config("tiny_fusion", num_streams=3), seed=0)
 
 
 @pytest.mark.parametrize("kernel,dilation", [(1, 1), (3, 1), (3, 2)])
