@@ -15,6 +15,7 @@ import numpy as np
 
 from data_pipelines import loader
 from data_pipelines import transforms
+from mgdn_jax import image_io
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
@@ -39,9 +40,9 @@ def encode_example(example: dict[str, Any], task: str, gdsr_scale: int) -> dict[
     if task == 'hdr':
       out[f'stream_{k}'] = transforms.hdr_stream(example[key], float(example['exposures'][k]))
     else:
-      out[f'stream_{k}'] = transforms.to_float(example[key])
+      out[f'stream_{k}'] = image_io.to_float32(example[key])
   if 'target' in example:
-    out['target'] = transforms.to_float(example['target'])
+    out['target'] = image_io.to_float32(example['target'])
   return out
 
 

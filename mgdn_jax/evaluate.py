@@ -18,6 +18,7 @@ MFF is reported both per channel ('rgb') and on rgb2gray ('gray'), since the pap
 import argparse
 import itertools
 import logging
+import os
 import pathlib
 import sys
 from typing import Iterator, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import metrics
 from mgdn_jax.metrics import baselines as baselines_lib
 from mgdn_jax.metrics import folders
@@ -269,11 +270,23 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
+def _check_output_dir(path) -> None:
+  """Fails before any compute when the report folder cannot be made: its nearest existing ancestor must be a
+  writable folder."""
+  path = pathlib.Path(path).absolute()
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if not existing.is_dir():
+    raise ValueError(f'--output_dir {path}: {existing} is a file, not a folder')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'--output_dir {path}: folder {existing} is not writable')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
   args = _parser().parse_args(argv)
   split = lambda s: tuple(x for x in s.split(',') if x)  # noqa: E731
   try:
+    _check_output_dir(args.output_dir or 'eval_results')
     if args.checkpoint:
       from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
       model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step)
@@ -313,5 +326,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

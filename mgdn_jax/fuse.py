@@ -19,9 +19,10 @@ import sys
 
 import tqdm
 
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import image_io
 from mgdn_jax import inference
+from mgdn_jax import tonemap
 from mgdn_jax.image_io import InputError
 
 TASK_OUTPUTS = {'mef': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'), 'mff': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'),
@@ -42,6 +43,8 @@ INPUTS are either the K files of one scene (in stream order; gdsr: RGB then dept
   * folders (or a quoted glob such as 'mefb/*'), one scene per folder (hdr: the frames + exposure.txt);
   * a folder of files named <scene>_A.png, <scene>_B.png, ...
 For a batch, --output is a folder and each result is written as <scene>.<format>.
+Every input is read and every output checked before the first fusion: an existing output is replaced only with
+--overwrite, an input never.
 
 Tiling: --tile runs the model on overlapping tiles and cross-fades them. MGCA attends over all pixels of its
 input, so a tiled result differs from the untiled one everywhere (not only at seams); use it for images that
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--checkpoint', required=True,
                  help='exported model (checkpoint.save_model / mgdn_jax.convert --out) or a training workdir')
   p.add_argument('--output', required=True, help='output file (one scene) or folder (batch)')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace outputs that already exist (an input file is never replaced)')
   p.add_argument('--format', choices=('png', 'tif', 'jpg', 'hdr', 'exr', 'npy'),
                  help='output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)')
   p.add_argument('--bits', type=int, choices=(8, 16),
@@ -246,16 +251,44 @@ def assign_outputs(scenes, output, fmt) -> None:
 # ----------------------------------------------------------------------------------------- reading inputs
 
 
+def _size_mismatch(paths, sizes) -> InputError:
+  listing = ', '.join(f'{p} {h}x{w}' for p, (h, w) in zip(paths, sizes))
+  return InputError(f'inputs differ in size: {listing} (pass --resize_to_first to resize them to the first)')
+
+
+def _depth_too_large(rgb_path, rgb_size, depth_path, depth_size) -> InputError:
+  return InputError(f'depth {depth_path} ({depth_size[0]}x{depth_size[1]}) is larger than the RGB guide '
+                    f'{rgb_path} ({rgb_size[0]}x{rgb_size[1]})')
+
+
 def _same_size(paths, images, resize_to_first):
   sizes = [im.shape[:2] for im in images]
   if len(set(sizes)) == 1:
     return images
   if not resize_to_first:
-    listing = ', '.join(f'{p} {h}x{w}' for p, (h, w) in zip(paths, sizes))
-    raise InputError(f'inputs differ in size: {listing} (pass --resize_to_first to resize them to the first)')
+    raise _size_mismatch(paths, sizes)
   log.warning('resizing %s to %dx%d', ', '.join(str(p) for p, s in zip(paths, sizes) if s != sizes[0]),
               *sizes[0])
   return [im if im.shape[:2] == sizes[0] else inference.resize(im, sizes[0]) for im in images]
+
+
+def check_inputs(task, scene, *, depth_scale=1000., resize_to_first=False) -> None:
+  """Decodes a scene's files once, before any fusion, so that a batch never stops half-way on a bad input.
+
+  Raises InputError naming the file that cannot be read (or is over the pixel limit) or the sizes that differ.
+  Decoding twice costs little next to a forward pass.
+  """
+  sizes = []
+  for k, f in enumerate(scene.files):
+    if task == 'gdsr' and k == 1:  # the depth map
+      sizes.append(image_io.read_depth(f, depth_scale).shape)
+    else:
+      sizes.append(image_io.read_array(f).shape[:2])
+  if task == 'gdsr':
+    if sizes[1][0] > sizes[0][0] or sizes[1][1] > sizes[0][1]:
+      raise _depth_too_large(scene.files[0], sizes[0], scene.files[1], sizes[1])
+  elif len(set(sizes)) > 1 and not resize_to_first:
+    raise _size_mismatch(scene.files, sizes)
 
 
 def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., resize_to_first=False):
@@ -264,8 +297,7 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
     rgb, bits = image_io.read_image(files[0])
     depth = image_io.read_depth(files[1], depth_scale)
     if depth.shape[0] > rgb.shape[0] or depth.shape[1] > rgb.shape[1]:
-      raise InputError(f'depth {files[1]} ({depth.shape[0]}x{depth.shape[1]}) is larger than the RGB guide '
-                       f'{files[0]} ({rgb.shape[0]}x{rgb.shape[1]})')
+      raise _depth_too_large(files[0], rgb.shape, files[1], depth.shape)
     if depth.shape == rgb.shape[:2]:
       if not scale:
         raise InputError(f'depth {files[1]} is as large as the guide: pass --scale to simulate its low-resolution '
@@ -285,7 +317,7 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
 def write_result(out, scene, args, bits, depth_range) -> None:
   if args.task == 'hdr':
     image_io.write_radiance(scene.output, out)
-    image_io.write_image(preview_path(scene.output), image_io.mu_law(out), bits=8)
+    image_io.write_image(preview_path(scene.output), tonemap.mu_law(out), bits=8)
   elif args.task == 'gdsr':
     image_io.write_depth(scene.output, inference.gdsr_output(out, depth_range), args.depth_scale)
   else:
@@ -295,6 +327,28 @@ def write_result(out, scene, args, bits, depth_range) -> None:
 def preview_path(path) -> pathlib.Path:
   path = pathlib.Path(path)
   return path.with_name(path.stem + PREVIEW_SUFFIX)
+
+
+def check_outputs(task, scenes, overwrite=False) -> None:
+  """Every file a run will write: an allowed format, a writable folder, never an input, and not an existing file
+  unless `overwrite`."""
+  inputs = {}
+  for s in scenes:
+    for f in s.files:
+      st = os.stat(f)
+      inputs[st.st_dev, st.st_ino] = f
+  for s in scenes:
+    if s.output.suffix.lower() not in TASK_OUTPUTS[task]:
+      raise InputError(f'cannot write {s.output}: task {task} writes {", ".join(TASK_OUTPUTS[task])}')
+    for target in (s.output, preview_path(s.output)) if task == 'hdr' else (s.output,):
+      image_io.check_writable(target)
+      if not os.path.lexists(target):
+        continue
+      st = os.stat(target)
+      if (st.st_dev, st.st_ino) in inputs:
+        raise InputError(f'output {target} is the input {inputs[st.st_dev, st.st_ino]}: choose another --output')
+      if not overwrite:
+        raise InputError(f'output {target} exists: pass --overwrite to replace it, or choose another --output')
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -351,16 +405,22 @@ def run(args) -> list[pathlib.Path]:
     raise InputError(f'--overlap must be in [0, tile size), got {args.overlap}')
   scenes = find_scenes(args.task, expand_inputs(args.inputs), exposures=args.exposures)
   fmt = args.format or DEFAULT_FORMAT[args.task]
-  assign_outputs(scenes, args.output, fmt)
-  for s in scenes:
-    if s.output.suffix.lower() not in TASK_OUTPUTS[args.task]:
-      raise InputError(f'cannot write {s.output}: task {args.task} writes '
-                       f'{", ".join(TASK_OUTPUTS[args.task])}')
-    image_io.check_writable(s.output)
-    if args.task == 'hdr':
-      image_io.check_writable(preview_path(s.output))
+  output = pathlib.Path(args.output)
+  existed = output.exists()
+  try:
+    assign_outputs(scenes, args.output, fmt)
+    return _check_and_fuse(args, scenes)
+  finally:
+    if not existed and output.is_dir() and not any(output.iterdir()):
+      output.rmdir()  # the batch folder this run made, left empty by a failure
+
+
+def _check_and_fuse(args, scenes) -> list[pathlib.Path]:
+  check_outputs(args.task, scenes, args.overwrite)
   if any(s.output.suffix.lower() == '.exr' for s in scenes) and not importlib.util.find_spec('OpenEXR'):
     raise InputError('.exr output needs the OpenEXR package (pip install OpenEXR); use .hdr')
+  for s in scenes:
+    check_inputs(args.task, s, depth_scale=args.depth_scale, resize_to_first=args.resize_to_first)
   model, config = _load_model(args)
   scale = _scale(args, config)
   budget = int(args.memory_gb * 2**30) if args.memory_gb else None
@@ -391,5 +451,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

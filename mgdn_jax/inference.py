@@ -31,6 +31,8 @@ import numpy as np
 from flax import nnx
 import tqdm
 
+from mgdn_jax import image_io
+
 OFFICIAL_MULTIPLE = 8
 PADDINGS = ('reflect', 'official', 'none')
 DEFAULT_OVERLAP = 32
@@ -252,17 +254,9 @@ def resize(img: np.ndarray, size) -> np.ndarray:
 # --------------------------------------------------------------------------------------- task input encodings
 
 
-def _as_float(x: np.ndarray) -> np.ndarray:
-  """uint8 → /255, uint16 → /65535 (float64 division, as the official uint2single), floats unchanged."""
-  x = np.asarray(x)
-  if x.dtype == np.uint8 or x.dtype == np.uint16:
-    return (x / float(np.iinfo(x.dtype).max)).astype(np.float32)
-  return x.astype(np.float32)
-
-
 def fusion_inputs(images: list[np.ndarray]) -> list[np.ndarray]:
   """MEF/MFF: RGB (uint8, uint16 or float in [0, 1]) → [0, 1] float32, the model input space (img / 255)."""
-  return [_as_float(x) for x in images]
+  return [image_io.to_float32(x) for x in images]
 
 
 def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarray]:
@@ -270,7 +264,7 @@ def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarra
   if len(ldrs) != len(exposures):
     raise ValueError(f'{len(ldrs)} HDR frames but {len(exposures)} exposure values')
   from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
-  return [transforms.hdr_stream(_as_float(l), ev) for l, ev in zip(ldrs, exposures)]
+  return [transforms.hdr_stream(image_io.to_float32(l), ev) for l, ev in zip(ldrs, exposures)]
 
 
 def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
@@ -288,7 +282,7 @@ def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
   if depth.shape == (h, w) and scale > 1:
     d_n = transforms.pil_bicubic_down(d_n, scale)
   up = transforms.bicubic_up(d_n, (h, w))
-  return [transforms.imagenet_normalize(_as_float(rgb)), up[..., None]], (lo, hi)
+  return [transforms.imagenet_normalize(image_io.to_float32(rgb)), up[..., None]], (lo, hi)
 
 
 def gdsr_output(pred: np.ndarray, depth_range) -> np.ndarray:

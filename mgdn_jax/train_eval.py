@@ -15,6 +15,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from mgdn_jax import tonemap
+
 # ImageNet statistics of the GDSR RGB guide (data module's normalisation), to show it as a photo.
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -55,10 +57,6 @@ def _rgb(x: np.ndarray) -> np.ndarray:
   return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x[..., :3]
 
 
-def _mu_law(x: np.ndarray, mu: float) -> np.ndarray:
-  return np.log1p(mu * np.clip(x, 0., 1.)) / np.log1p(mu)
-
-
 def display_panel(config: ml_collections.ConfigDict, example: dict, fused: np.ndarray) -> np.ndarray:
   """inputs | fused | target as one uint8 (H, W·n, 3) image (HDR: μ-law tonemapped; GDSR: depth as gray)."""
   views = []
@@ -69,7 +67,7 @@ def display_panel(config: ml_collections.ConfigDict, example: dict, fused: np.nd
     views.append(_rgb(s))
   out = [fused[0]] + ([np.asarray(example['target'][0], np.float32)] if 'target' in example else [])
   if config.task == 'hdr':
-    out = [_mu_law(o, config.mu) for o in out]
+    out = [tonemap.mu_law(np.clip(o, 0., 1.), config.mu) for o in out]
   views += [_rgb(o) for o in out]
   return np.concatenate([_to_uint8(v) for v in views], axis=1)
 
