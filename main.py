@@ -29,7 +29,8 @@ flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() (mult
 flags.DEFINE_bool('traceback', False, 'Show the full traceback of configuration/data errors.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Errors a user causes (bad config, missing dataset, incompatible workdir, divergence): one line, no traceback.
+# Errors a user causes (bad config, missing dataset, incompatible or busy workdir, divergence, unreadable
+# checkpoints): one line, no traceback.
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
 
 
@@ -40,6 +41,7 @@ def main(argv):
   if FLAGS.distributed:
     jax.distributed.initialize()
   from mgdn_jax import train  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import workdir_lock  # pylint: disable=g-import-not-at-top
   logging.info('JAX process %d/%d, %d local / %d global devices (%s)', jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
   try:
@@ -47,7 +49,7 @@ def main(argv):
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       train.evaluate_workdir(FLAGS.config, FLAGS.workdir)
-  except _USER_ERRORS as e:
+  except (*_USER_ERRORS, workdir_lock.WorkdirBusyError) as e:
     if FLAGS.traceback:
       raise
     message = ' '.join(str(e).split())  # one line, whatever the raiser formatted

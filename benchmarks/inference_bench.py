@@ -40,7 +40,6 @@ def _rss_mb() -> float:
 def run_case(name: str, repeats: int, dtype: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
   from mgdn_jax import inference  # pylint: disable=g-import-not-at-top
   from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
 
@@ -49,7 +48,7 @@ def run_case(name: str, repeats: int, dtype: str) -> dict:
       lambda event, secs, **_: compile_s.__setitem__(0, compile_s[0] + secs) if event in _COMPILE_EVENTS else None)
   case = CASES[name]
   cfg = model_lib.model_config(case['preset'], dtype=dtype)
-  model = model_lib.MGDN(cfg, rngs=nnx.Rngs(0))
+  model = model_lib.create_model(cfg, seed=0)
   h, w = case['size']
   rng = np.random.default_rng(0)
   images = [rng.random((h, w, c), dtype=np.float32) for c in cfg.in_channels]

@@ -1,29 +1,59 @@
-"""Model export/import and the training checkpoint layout.
+"""The checkpoint policy: the one orbax manager, save, restore with fallback, model loading and export.
 
 Two on-disk forms hold MGDN weights:
 
 * an *exported model* (`save_model`): `<dir>/config.json` (the full ConfigDict the model was trained with) and
   `<dir>/params/` (orbax PyTree of the model's `nnx.Param` values as a pure dict);
-* a *training workdir* (written by `mgdn_jax.train`): `<workdir>/config.json` and `<workdir>/checkpoints/<step>/`
-  with the orbax items `state` (dict: step, params, mi, opt_state, ema) and `data` (grain iterator position),
-  plus per-step eval metrics that pick the best step.
+* a *training workdir* (written through `manager` / `save`): `<workdir>/config.json` and
+  `<workdir>/checkpoints/<step>/` with the orbax items `state` (dict: step, params, mi_params, opt_state, ema,
+  bad_step) and `data` (grain iterator position), plus per-step eval metrics that pick the best step.
 
-`load_model` reads either; from a workdir it restores only the EMA weights (what the paper's MEF/MFF numbers use)
-of the best step, else the latest, without reading the optimizer state.
+What a run can rely on:
+
+* `save` checks the whole state finite first and never writes a non-finite one; the error names the last good
+  checkpoint step, or says there is none.
+* `restore` (training resume) and `load` / `load_model` (eval, fuse, evaluate) use the newest intact checkpoint
+  when a newer one cannot be read, with a warning that names the unreadable step. Nothing is deleted: training
+  moves an unreadable step aside to `<workdir>/corrupt_checkpoints/<step>` (so the step can be written again),
+  readers leave it where it is.
+* `load` refuses non-finite weights.
+
+This module imports no training code: inference loads a model through it with the model definition alone.
 """
 
 import json
+import logging
 import os
-from typing import Any
+import shutil
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 import orbax.checkpoint as ocp
+
+from mgdn_jax import model as model_lib
 
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
 CHECKPOINTS_DIR = 'checkpoints'
+CORRUPT_DIR = 'corrupt_checkpoints'
+ITEMS = ('state', 'data')
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot serve: none intact, or non-finite weights (one-line message)."""
+
+
+class NonFiniteStateError(FloatingPointError):
+  """A training state with NaN/inf that `save` refused to write (one-line message)."""
+
+
+# ---------------------------------------------------------------------------------------------------- config
 
 
 def _tuplify(x: Any) -> Any:
@@ -60,14 +90,166 @@ def read_config(directory: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path} not found: {directory!r} is neither an exported model (save_model) '
                             'nor a training workdir.')
-  with open(path) as f:
-    return config_from_json(f.read())
+  try:
+    with open(path) as f:
+      return config_from_json(f.read())
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f'{path} is not valid JSON ({e}).') from None
 
 
-def abstract_model(config: ml_collections.ConfigDict, seed: int = 0) -> nnx.Module:
-  """The MGDN of `config.model` as ShapeDtypeStructs (no parameter is computed)."""
-  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  return nnx.eval_shape(lambda: model_lib.MGDN(config.model, rngs=nnx.Rngs(seed)))
+# --------------------------------------------------------------------------------------------------- manager
+
+
+def manager_options(config: ml_collections.ConfigDict, read_only: bool = False) -> ocp.CheckpointManagerOptions:
+  """Save every `checkpoint_every_steps` and on preemption; keep the latest N and the best by the eval metric."""
+  sign = 1. if config.best_metric_mode == 'max' else -1.
+  metric = config.best_metric
+
+  def score(metrics):  # larger is better for orbax's best_fn and BestN
+    return sign * float(metrics[metric])
+
+  policies = ocp.checkpoint_managers
+  return ocp.CheckpointManagerOptions(
+      save_decision_policy=policies.AnySavePolicy([
+          policies.FixedIntervalPolicy(config.checkpoint_every_steps),
+          policies.PreemptionCheckpointingPolicy(),
+      ]),
+      preservation_policy=policies.AnyPreservationPolicy([
+          policies.LatestN(n=config.keep_checkpoints),
+          policies.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False),
+      ]),
+      best_fn=score, best_mode='max',
+      enable_async_checkpointing=config.async_checkpointing,
+      read_only=read_only, create=not read_only)
+
+
+def manager(config: ml_collections.ConfigDict, workdir: str, *, read_only: bool = False) -> ocp.CheckpointManager:
+  """The checkpoint manager of a training workdir: `<workdir>/checkpoints` with the items `state` and `data`.
+
+  `config` supplies the policy (interval, how many to keep, the best metric); `read_only` for evaluation.
+  """
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINTS_DIR),
+                               options=manager_options(config, read_only=read_only), item_names=ITEMS)
+
+
+# ------------------------------------------------------------------------------------------ finite-state check
+
+
+@jax.jit
+def _finite_by_part(tree: dict[str, Any]) -> dict[str, jax.Array]:
+  """{top-level key: bool scalar, every floating leaf under it finite}; one reduction per key."""
+
+  def all_finite(sub):
+    flags = [jnp.isfinite(x).all() for x in jax.tree.leaves(sub) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack(flags).all() if flags else jnp.array(True)
+
+  return {k: all_finite(v) for k, v in tree.items()}
+
+
+def non_finite_parts(tree: dict[str, Any]) -> list[str]:
+  """The top-level keys of `tree` (e.g. params, mi_params, opt_state, ema) holding a NaN or an infinity."""
+  return [k for k, ok in jax.device_get(_finite_by_part(tree)).items() if not ok]
+
+
+def last_good(mgr: ocp.CheckpointManager) -> str:
+  """'the last good checkpoint is step N (<dir>/N)', or that there is none (after pending saves finish)."""
+  mgr.wait_until_finished()
+  step = mgr.latest_step()
+  if step is None:
+    return f'there is no good checkpoint: {mgr.directory} holds none'
+  return f'the last good checkpoint is step {step} ({os.path.join(str(mgr.directory), str(step))})'
+
+
+def save(mgr: ocp.CheckpointManager, step: int, state: dict[str, Any], data_iter: Any,
+         metrics: dict[str, float] | None = None) -> None:
+  """Saves `state` and the grain iterator position as `step`, unless any floating leaf of `state` is non-finite.
+
+  Raises:
+    NonFiniteStateError: naming the non-finite parts and the last good checkpoint (nothing is written).
+  """
+  import grain  # pylint: disable=g-import-not-at-top  (training only: inference never saves)
+  bad = non_finite_parts(state)
+  if bad:
+    raise NonFiniteStateError(f'the state at step {step} holds non-finite values in {", ".join(bad)}; '
+                              f'not saved, and {last_good(mgr)}.')
+  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                         data=grain.checkpoint.CheckpointSave(data_iter)),
+           metrics=metrics, force=True)
+
+
+# ----------------------------------------------------------------------------------------- restore, fallback
+
+
+def _reason(e: BaseException) -> str:
+  """A one-line, bounded description of why a checkpoint could not be read."""
+  first = (str(e).strip().splitlines() or [''])[0]
+  first = first.split(' See full TensorStore details')[0]  # what follows is a spec dump, not a reason
+  return f'{type(e).__name__}: {first[:160]}'
+
+
+def _first_intact(directory: str, steps: list[int],
+                  read: Callable[[int], Any]) -> tuple[int, Any, list[int]]:
+  """Reads `steps` in order until one succeeds; returns (step, value, unreadable steps before it).
+
+  Raises:
+    CheckpointError: when none can be read (one line: every step with its reason).
+  """
+  failures = []
+  for step in steps:
+    try:
+      value = read(step)
+    except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds on bad files)
+      failures.append((step, _reason(e)))
+      continue
+    for bad, why in failures:
+      log.warning('checkpoint step %d in %s is unreadable (%s); using step %d instead.', bad, directory, why, step)
+    return step, value, [s for s, _ in failures]
+  raise CheckpointError(f'no intact checkpoint in {directory}: ' +
+                        '; '.join(f'step {s} is unreadable ({why})' for s, why in failures) + '.')
+
+
+def _set_aside(mgr: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves unreadable steps to `<workdir>/corrupt_checkpoints/<step>` (kept for inspection, never deleted), so
+  that the resumed run can save those steps again and the keep policy never counts them."""
+  if steps and jax.process_index() == 0:
+    root = os.path.join(os.path.dirname(str(mgr.directory)), CORRUPT_DIR)
+    os.makedirs(root, exist_ok=True)
+    for step in steps:
+      dest = os.path.join(root, str(step))
+      n = 1
+      while os.path.exists(dest):
+        dest, n = os.path.join(root, f'{step}.{n}'), n + 1
+      shutil.move(os.path.join(str(mgr.directory), str(step)), dest)
+      log.warning('moved the unreadable checkpoint step %d to %s (kept, not deleted).', step, dest)
+  if steps:
+    ocp.multihost.sync_global_processes('mgdn_set_aside_corrupt_checkpoints')
+    mgr.reload()
+
+
+def restore(mgr: ocp.CheckpointManager, abstract_state: Any, data_iter: Any) -> tuple[Any, int] | None:
+  """Training resume: the newest intact checkpoint restored into `abstract_state` (ShapeDtypeStructs with their
+  target sharding) and `data_iter` (its position set in place). None when the workdir holds no checkpoint.
+
+  Unreadable newer steps are warned about and set aside (see `_set_aside`).
+  Raises:
+    CheckpointError: checkpoints exist but none can be read.
+  """
+  import grain  # pylint: disable=g-import-not-at-top  (training only)
+  steps = sorted(mgr.all_steps(), reverse=True)
+  if not steps:
+    return None
+
+  def read(step):
+    return mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iter)))['state']
+
+  step, state, unreadable = _first_intact(str(mgr.directory), steps, read)
+  _set_aside(mgr, unreadable)
+  return state, step
+
+
+# ---------------------------------------------------------------------------------------- model load / export
 
 
 def param_dict(model: nnx.Module) -> dict:
@@ -75,16 +257,10 @@ def param_dict(model: nnx.Module) -> dict:
   return nnx.state(model, nnx.Param).to_pure_dict()
 
 
-def _restore_args(abstract_tree: Any) -> Any:
-  """Restore every leaf replicated on all devices unless the target names a sharding."""
-  replicated = jax.sharding.NamedSharding(
-      jax.sharding.Mesh(jax.devices(), ('data',)), jax.sharding.PartitionSpec())
-
-  def with_sharding(x):
-    sharding = getattr(x, 'sharding', None) or replicated
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
-
-  return jax.tree.map(with_sharding, abstract_tree)
+def _restore_target(abstract_params: Any) -> Any:
+  """The parameters' ShapeDtypeStructs placed on this process's first device (inference needs no mesh)."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_params)
 
 
 def _merge_params(abstract: nnx.Module, params: dict) -> nnx.Module:
@@ -97,64 +273,105 @@ def _merge_params(abstract: nnx.Module, params: dict) -> nnx.Module:
   return nnx.merge(graphdef, param_state, rest)
 
 
+def _non_finite_leaves(params: dict) -> list[str]:
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  return ['/'.join(str(getattr(k, 'key', k)) for k in path) for path, x in flat
+          if not np.isfinite(np.asarray(x)).all()]
+
+
 def save_model(directory: str, model: nnx.Module, config: ml_collections.ConfigDict) -> None:
-  """Exports `model` (its `nnx.Param`s) with `config` (the full ConfigDict; `config.model` rebuilds it)."""
-  directory = os.path.abspath(directory)
+  """Exports `model` (its `nnx.Param`s) with `config` (the full ConfigDict; `config.model` rebuilds it).
+
+  Raises:
+    FileExistsError: `<directory>/params` exists.
+    NonFiniteStateError: a weight is NaN or infinite (nothing is written).
+  """
+  directory = os.path.abspath(os.fspath(directory))
   params_path = os.path.join(directory, PARAMS_DIR)
   if os.path.exists(params_path):
     raise FileExistsError(f'{params_path} exists: export to a new directory.')
+  params = param_dict(model)
+  bad = _non_finite_leaves(params)
+  if bad:
+    raise NonFiniteStateError(f'not exporting to {directory}: {len(bad)} weight arrays are non-finite '
+                              f'(first: {bad[0]}).')
   write_config(directory, config)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(params_path, param_dict(model))
+    ckptr.save(params_path, params)
 
 
-def _load_exported(directory: str, config: ml_collections.ConfigDict) -> nnx.Module:
-  abstract = abstract_model(config)
-  target = _restore_args(param_dict(abstract))
-  with ocp.StandardCheckpointer() as ckptr:
-    params = ckptr.restore(os.path.join(directory, PARAMS_DIR), target)
-  return _merge_params(abstract, params)
+class Loaded(NamedTuple):
+  model: nnx.Module
+  config: ml_collections.ConfigDict
+  step: int | None  # the training step restored; None for an exported model
 
 
-def best_or_latest_step(manager: ocp.CheckpointManager) -> int | None:
-  """The step with the best saved eval metric (manager's best_fn), else the latest step."""
-  return manager.best_step() if manager.best_step() is not None else manager.latest_step()
+def _workdir_steps(mgr: ocp.CheckpointManager) -> list[int]:
+  """Best step (by the eval metric) first, then every other step newest first: the fallback order."""
+  best = mgr.best_step()
+  return ([best] if best is not None else []) + sorted((s for s in mgr.all_steps() if s != best), reverse=True)
 
 
-def _load_from_workdir(workdir: str, config: ml_collections.ConfigDict, step: int | None,
-                       use_ema: bool) -> nnx.Module:
-  from mgdn_jax import train_state  # pylint: disable=g-import-not-at-top
-  ckpt_dir = os.path.join(workdir, CHECKPOINTS_DIR)
-  with ocp.CheckpointManager(ckpt_dir, options=train_state.manager_options(config, read_only=True),
-                             item_names=('state', 'data')) as manager:
-    step = best_or_latest_step(manager) if step is None else step
-    if step is None:
-      raise FileNotFoundError(f'{ckpt_dir} holds no checkpoint yet.')
-    abstract = abstract_model(config)
-    key = 'ema' if use_ema else 'params'
-    target = {key: _restore_args(param_dict(abstract))}
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True)))
-  return _merge_params(abstract, restored['state'][key])
-
-
-def load_model(directory: str, *, step: int | None = None,
-               use_ema: bool = True) -> tuple[nnx.Module, ml_collections.ConfigDict]:
-  """Loads `(model, config)` from an exported model dir or a training workdir.
+def load(directory: str, *, step: int | None = None, use_ema: bool = True, dtype: str | None = None) -> Loaded:
+  """Loads a model from an exported model dir or a training workdir, checked finite.
 
   Args:
     directory: an exported model (`save_model`) or a training workdir (`main.py --workdir`).
-    step: workdir only: this step instead of the best (by the task's eval metric), else latest.
+    step: workdir only: this step (no fallback) instead of the best by the task's eval metric, else the latest;
+      an unreadable best/latest falls back to the newest intact step with a warning.
     use_ema: workdir only: the EMA weights (default; the paper reports them) or the raw trained weights.
+    dtype: compute dtype ('float32' | 'bfloat16') instead of the config's; the weights stay float32.
   Returns:
-    The model with restored weights (replicated on all local devices) and the full config.
+    The model (parameters on this process's first device), its full config (`config.model.dtype` = the compute
+    dtype) and the step restored.
+  Raises:
+    FileNotFoundError: not a model directory, or a workdir without checkpoints.
+    CheckpointError: nothing readable, or non-finite weights.
   """
   directory = os.path.abspath(os.fspath(directory))
   config = read_config(directory)
+  if dtype is not None:
+    config.model.dtype = dtype
+  abstract = model_lib.create_model(config.model, abstract=True)
+  target = _restore_target(param_dict(abstract))
   if os.path.isdir(os.path.join(directory, PARAMS_DIR)):
-    return _load_exported(directory, config), config
-  if os.path.isdir(os.path.join(directory, CHECKPOINTS_DIR)):
-    return _load_from_workdir(directory, config, step, use_ema), config
-  raise FileNotFoundError(f'{directory} has {CONFIG_FILE} but neither {PARAMS_DIR}/ (exported model) nor '
-                          f'{CHECKPOINTS_DIR}/ (training workdir).')
+    where = os.path.join(directory, PARAMS_DIR)
+    try:
+      with ocp.StandardCheckpointer() as ckptr:
+        params = ckptr.restore(where, target)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f'exported model {where} is unreadable ({_reason(e)}).') from None
+    step = None
+  elif os.path.isdir(os.path.join(directory, CHECKPOINTS_DIR)):
+    key = 'ema' if use_ema else 'params'
+
+    def read(s):
+      restored = mgr.restore(s, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item={key: target}, restore_args=ocp.checkpoint_utils.construct_restore_args({key: target}),
+          partial_restore=True)))
+      return restored['state'][key]
+
+    with manager(config, directory, read_only=True) as mgr:
+      steps = _workdir_steps(mgr) if step is None else [step]
+      if not steps:
+        raise FileNotFoundError(f'{mgr.directory} holds no checkpoint yet; train first (main.py --mode=train).')
+      if step is not None and step not in mgr.all_steps():
+        raise FileNotFoundError(f'{mgr.directory} has no step {step}; it holds steps '
+                                f'{", ".join(map(str, mgr.all_steps()))}.')
+      step, params, _ = _first_intact(str(mgr.directory), steps, read)
+    where = os.path.join(directory, CHECKPOINTS_DIR, str(step))
+  else:
+    raise FileNotFoundError(f'{directory} has {CONFIG_FILE} but neither {PARAMS_DIR}/ (exported model) nor '
+                            f'{CHECKPOINTS_DIR}/ (training workdir).')
+  bad = _non_finite_leaves(params)
+  if bad:
+    raise CheckpointError(f'{where} holds non-finite weights ({len(bad)} arrays, first: {bad[0]}); '
+                          'refusing to load them.')
+  return Loaded(_merge_params(abstract, params), config, step)
+
+
+def load_model(directory: str, *, step: int | None = None, use_ema: bool = True,
+               dtype: str | None = None) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+  """`(model, config)` of `load` (same arguments)."""
+  loaded = load(directory, step=step, use_ema=use_ema, dtype=dtype)
+  return loaded.model, loaded.config

@@ -359,7 +359,7 @@ def _load_model(args):
   if not os.path.isdir(args.checkpoint):
     raise InputError(f'checkpoint {args.checkpoint} is not a folder (exported model or training workdir)')
   try:
-    model, config = checkpoint.load_model(args.checkpoint)
+    model, config = checkpoint.load_model(args.checkpoint, dtype=args.dtype)
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise InputError(f'cannot load checkpoint {args.checkpoint}: {e}') from None
   mcfg = config.model
@@ -370,8 +370,6 @@ def _load_model(args):
   if mcfg.task != args.task:
     log.warning('checkpoint %s was configured for task %s, running it as %s', args.checkpoint, mcfg.task,
                 args.task)
-  if args.dtype:
-    model, _ = inference.with_dtype(model, mcfg, args.dtype)
   return model, config
 
 

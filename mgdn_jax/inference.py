@@ -204,6 +204,8 @@ def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, ov
     progress: show a tqdm bar over the tiles.
   Returns:
     (H, W, C_out) float32, the model output (in (0, 1)).
+  Raises:
+    ValueError: bad inputs, or a non-finite output (never handed on to be written as an image).
   """
   h, w = check_inputs(model, images)
   ws = model.window_size
@@ -234,7 +236,11 @@ def fuse(model, images, *, padding: str = 'reflect', tile: int | None = None, ov
       acc[y:y + th, x:x + tw] += part * wt[..., None]
       weight[y:y + th, x:x + tw] += wt[..., None]
     out = acc / weight
-  return out[:h, :w]
+  out = out[:h, :w]
+  if not np.isfinite(out).all():
+    raise ValueError(f'the model output holds {np.size(out) - np.isfinite(out).sum()} non-finite values '
+                     '(NaN or inf in the weights or the inputs).')
+  return out
 
 
 def resize(img: np.ndarray, size) -> np.ndarray:
@@ -243,18 +249,6 @@ def resize(img: np.ndarray, size) -> np.ndarray:
   chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], np.float32), mode='F')
                       .resize((size[1], size[0]), Image.BICUBIC)) for c in range(img.shape[-1])]
   return np.stack(chans, axis=-1).astype(np.float32)
-
-
-def with_dtype(model, model_config, dtype: str):
-  """The same weights in a model built with compute dtype `dtype` ('float32' | 'bfloat16')."""
-  if dtype == model_config.dtype:
-    return model, model_config
-  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  cfg = model_config.copy_and_resolve_references()
-  cfg.dtype = dtype
-  abstract = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
-  graphdef, _ = nnx.split(abstract)
-  return nnx.merge(graphdef, nnx.state(model)), cfg
 
 
 # --------------------------------------------------------------------------------------- task input encodings

@@ -146,8 +146,15 @@ class MGDN(nnx.Module):
     return out[:, :h, :w, :], features
 
 
-def create_model(config: ml_collections.ConfigDict, *, seed: int = 0) -> MGDN:
-  """MGDN with freshly initialised parameters (official init: PyTorch conv defaults, N(0, 0.02²) linears)."""
+def create_model(config: ml_collections.ConfigDict, *, seed: int = 0, abstract: bool = False) -> MGDN:
+  """The one MGDN factory: `config` is a model config (`model_config`, or `config.model` of a run).
+
+  abstract=False: freshly initialised parameters (official init: PyTorch conv defaults, N(0, 0.02²) linears).
+  abstract=True: the same module with `jax.ShapeDtypeStruct` leaves and nothing computed (the target a checkpoint
+  restores into, or a graph definition for jit).
+  """
+  if abstract:
+    return nnx.eval_shape(lambda: MGDN(config, rngs=nnx.Rngs(seed)))
   return MGDN(config, rngs=nnx.Rngs(seed))
 
 

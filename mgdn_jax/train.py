@@ -18,13 +18,11 @@ from clu import metrics as clu_metrics
 from clu import parameter_overview
 import flax
 from flax import nnx
-import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from mgdn_jax import checkpoint
 from mgdn_jax import kernels
@@ -33,6 +31,7 @@ from mgdn_jax import platform
 from mgdn_jax import sharding
 from mgdn_jax import train_eval
 from mgdn_jax import train_state
+from mgdn_jax import workdir_lock
 
 TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 # Fields whose change makes an existing checkpoint unusable (different state tree or different problem).
@@ -148,11 +147,11 @@ def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config:
   return new_state, metrics
 
 
-def _raise_if_bad(state: train_state.State) -> None:
+def _raise_if_bad(state: train_state.State, manager) -> None:
   bad = int(jax.device_get(state['bad_step']))
   if bad >= 0:
-    raise FloatingPointError(f'non-finite loss or gradients at step {bad}; stopped without saving it (the last '
-                             'checkpoint holds the last good state).')
+    raise FloatingPointError(f'non-finite loss or gradients at step {bad}; stopped without saving it, and '
+                             f'{checkpoint.last_good(manager)}.')
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -247,20 +246,19 @@ def create_state(built: Built) -> train_state.State:
                       local, shardings)
 
 
-def checkpoint_manager(config: ml_collections.ConfigDict, workdir: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), checkpoint.CHECKPOINTS_DIR),
-      options=train_state.manager_options(config), item_names=('state', 'data'))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
-  """Trains `config` in `workdir` (resuming from its latest checkpoint), evaluating periodically.
+  """Trains `config` in `workdir` (resuming from its newest intact checkpoint), evaluating periodically.
 
-  Returns the final state (replicated global arrays).
+  Holds the workdir's lock (workdir_lock.py) for the whole run. Returns the final state (replicated global arrays).
   """
-  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   validate_config(config)
   workdir = os.path.abspath(workdir)
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
   check_workdir_compatible(config, workdir)
@@ -271,15 +269,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   checkpoint.write_config(workdir, config)
 
   built = build(config, mesh)
-  manager = checkpoint_manager(config, workdir)
-  latest = manager.latest_step()
-  if latest is None:
+  manager = checkpoint.manager(config, workdir)
+  restored = checkpoint.restore(manager, built.abstract, train_iter)
+  if restored is None:
     state = create_state(built)
   else:
-    logging.info('Resuming from %s step %d.', manager.directory, latest)
-    restored = manager.restore(latest, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(built.abstract), data=grain.checkpoint.CheckpointRestore(train_iter)))
-    state = restored['state']
+    state, resumed = restored
+    logging.info('Resuming from %s step %d.', manager.directory, resumed)
   initial_step = int(jax.device_get(state['step']))
 
   # clu's writers import TensorFlow: only the training loop pays for it (never grain workers or main.py).
@@ -306,12 +302,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         hook(step)
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last:
-        _raise_if_bad(state)
+        _raise_if_bad(state, manager)
         writer.write_scalars(step, {f'train/{k}': v for k, v in train_metrics.compute().items()})
         train_metrics = None
       eval_scalars = None
       if step % config.eval_every_steps == 0 or last:
-        _raise_if_bad(state)
+        _raise_if_bad(state, manager)
         with hooks[0].timed('eval'):
           params = state['ema'] if config.eval_use_ema else state['params']
           eval_scalars, images = train_eval.evaluate(config, train_eval.local_copy(params), built.predict)
@@ -320,10 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         logging.info('step %d eval: %s', step, eval_scalars)
         train_eval.write_summary(workdir, step, eval_scalars, 'ema' if config.eval_use_ema else 'params')
       if eval_scalars is not None or last or preemption.requested or manager.should_save(step):
-        _raise_if_bad(state)
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(train_iter)),
-                     metrics=eval_scalars, force=True)
+        _raise_if_bad(state, manager)
+        checkpoint.save(manager, step, state, train_iter, eval_scalars)
       writer.flush()
       if preemption.requested:
         logging.warning('Stopped at step %d after checkpointing (preemption).', step)
@@ -345,13 +339,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int 
   validate_config(config)
   workdir = os.path.abspath(workdir)
   check_workdir_compatible(config, workdir)
-  with ocp.CheckpointManager(os.path.join(workdir, checkpoint.CHECKPOINTS_DIR),
-                             options=train_state.manager_options(config, read_only=True),
-                             item_names=('state', 'data')) as manager:
-    step = checkpoint.best_or_latest_step(manager) if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'{workdir} holds no checkpoint to evaluate; train first (--mode=train).')
-  model, _ = checkpoint.load_model(workdir, step=step, use_ema=config.eval_use_ema)
+  model, _, step = checkpoint.load(workdir, step=step, use_ema=config.eval_use_ema)
   out_dir = os.path.join(workdir, 'eval', f'step_{step}')
   summaries = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=out_dir, progress=False,
                                            max_examples=config.eval_max_examples or None)

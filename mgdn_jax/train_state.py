@@ -1,6 +1,6 @@
-"""The training state (model + MI-loss params, Adam state, EMA weights, step), its optimizer and checkpoint policy.
+"""The training state (model + MI-loss params, Adam state, EMA weights, step) and its optimizer.
 
-The state is a plain dict of pure-dict pytrees so that orbax checkpoints read as nested dicts and
+The state is a plain dict of pure-dict pytrees so that orbax checkpoints (checkpoint.py) read as nested dicts and
 `checkpoint.load_model` can restore only `ema` (or `params`) from a training checkpoint:
 
   {'step': int32 (), 'params': model Params, 'mi_params': MaskedMILoss Params,
@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 import optax
-import orbax.checkpoint as ocp
+
+from mgdn_jax import model as model_lib
 
 State = dict[str, Any]
 
@@ -45,23 +46,21 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
   return adam
 
 
-def build_modules(config: ml_collections.ConfigDict, seed: int) -> tuple[nnx.Module, nnx.Module]:
-  """The MGDN of `config.model` and its masked-MI loss module (whose 1x1 projections and mask net train too)."""
+def create_mi_loss(config: ml_collections.ConfigDict, seed: int) -> nnx.Module:
+  """The masked-MI loss module of `config` (its 1x1 projections and mask net train with the model)."""
   from mgdn_jax import losses  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   m = config.model
-  model = model_lib.MGDN(m, rngs=nnx.Rngs(seed))
-  mi = losses.MaskedMILoss(
+  return losses.MaskedMILoss(
       channels=m.embed_dim, num_stages=len(m.depths),
       pairs=losses.mi_pairs(m.guidance, m.num_streams, m.reference_stream), num_streams=m.num_streams,
       num_bins=config.mi_bins, mask_hidden=config.mi_mask_hidden, max_samples=config.mi_max_samples,
       rngs=nnx.Rngs(seed + 1))
-  return model, mi
 
 
 def graphdefs(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
   """Static graph definitions of (model, MI loss); `nnx.merge(gd, params)` rebuilds each inside jit."""
-  model, mi = nnx.eval_shape(lambda: build_modules(config, config.seed))
+  model = model_lib.create_model(config.model, seed=config.seed, abstract=True)
+  mi = nnx.eval_shape(lambda: create_mi_loss(config, config.seed))
   gd_model, _, rest_m = nnx.split(model, nnx.Param, ...)
   gd_mi, _, rest_mi = nnx.split(mi, nnx.Param, ...)
   if jax.tree.leaves(rest_m) or jax.tree.leaves(rest_mi):
@@ -74,7 +73,8 @@ def init_fn(config: ml_collections.ConfigDict,
   """A function creating the initial state (to run under `jax.jit(..., out_shardings=...)`)."""
 
   def init() -> State:
-    model, mi = build_modules(config, config.seed)
+    model = model_lib.create_model(config.model, seed=config.seed)
+    mi = create_mi_loss(config, config.seed)
     params = nnx.state(model, nnx.Param).to_pure_dict()
     mi_params = nnx.state(mi, nnx.Param).to_pure_dict()
     return {
@@ -92,26 +92,3 @@ def init_fn(config: ml_collections.ConfigDict,
 def ema_update(ema: Any, params: Any, decay: float) -> Any:
   """E ← d·E + (1−d)·G after every step (parameters only), as KAIR's `update_E`."""
   return jax.tree.map(lambda e, p: decay * e + (1. - decay) * p, ema, params)
-
-
-def manager_options(config: ml_collections.ConfigDict, read_only: bool = False) -> ocp.CheckpointManagerOptions:
-  """Save every `checkpoint_every_steps` and on preemption; keep the latest N and the best by the eval metric."""
-  sign = 1. if config.best_metric_mode == 'max' else -1.
-  metric = config.best_metric
-
-  def score(metrics):  # larger is better for orbax's best_fn and BestN
-    return sign * float(metrics[metric])
-
-  policies = ocp.checkpoint_managers
-  return ocp.CheckpointManagerOptions(
-      save_decision_policy=policies.AnySavePolicy([
-          policies.FixedIntervalPolicy(config.checkpoint_every_steps),
-          policies.PreemptionCheckpointingPolicy(),
-      ]),
-      preservation_policy=policies.AnyPreservationPolicy([
-          policies.LatestN(n=config.keep_checkpoints),
-          policies.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False),
-      ]),
-      best_fn=score, best_mode='max',
-      enable_async_checkpointing=config.async_checkpointing,
-      read_only=read_only, create=not read_only)

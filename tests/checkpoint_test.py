@@ -6,7 +6,6 @@ import pathlib
 import subprocess
 import sys
 
-from flax import nnx
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -23,11 +22,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 _RESTORE = """
 import sys, numpy as np, jax, orbax.checkpoint as ocp
 from configs import mef
-from mgdn_jax import sharding, train
+from mgdn_jax import checkpoint, sharding, train
 config = mef.get_config('tiny')
 mesh = sharding.make_mesh()
 assert jax.device_count() == int(sys.argv[2])
-with train.checkpoint_manager(config, sys.argv[1]) as manager:
+with checkpoint.manager(config, sys.argv[1], read_only=True) as manager:
   state = manager.restore(2, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(train.build(config, mesh).abstract)))['state']
 leaves = jax.tree.leaves(state)
@@ -49,7 +48,7 @@ def trained_like(tmp_path_factory):
 
 def test_export_round_trip(tmp_path):
   config = mef.get_config('tiny')
-  model = model_lib.MGDN(config.model, rngs=nnx.Rngs(3))
+  model = model_lib.create_model(config.model, seed=3)
   checkpoint.save_model(tmp_path / 'export', model, config)
   loaded, loaded_config = checkpoint.load_model(tmp_path / 'export')
   assert loaded_config.to_dict() == config.to_dict()
@@ -65,7 +64,7 @@ def test_load_model_from_workdir_picks_best_ema(trained_like, tmp_path):
   workdir = str(tmp_path / 'run')
   checkpoint.write_config(workdir, config)
   metric = config.best_metric
-  with train.checkpoint_manager(config, workdir) as manager:
+  with checkpoint.manager(config, workdir) as manager:
     for step, score, offset in ((2, 30., 0.), (4, 10., 5.)):  # step 2 is best (max), step 4 latest
       s = dict(state, step=state['step'] * 0 + step, ema=jax.tree.map(lambda x: x + offset, state['ema']))
       manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(s)), metrics={metric: score})
@@ -80,7 +79,7 @@ def test_8_device_checkpoint_restores_on_4_and_1(trained_like, tmp_path):
   config, mesh, state = trained_like
   assert mesh.devices.size == 8
   workdir = str(tmp_path / 'run8')
-  with train.checkpoint_manager(config, workdir) as manager:
+  with checkpoint.manager(config, workdir) as manager:
     manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   want = [np.asarray(x) for x in jax.tree.leaves(state)]
   for devices in (4, 1):
@@ -93,3 +92,28 @@ def test_8_device_checkpoint_restores_on_4_and_1(trained_like, tmp_path):
     assert len(got.files) == len(want)
     for i, w in enumerate(want):
       np.testing.assert_array_equal(got[f'arr_{i}'], w)
+
+
+_LOAD_AND_LIST_MODULES = """
+import sys
+from mgdn_jax import checkpoint
+checkpoint.load_model(sys.argv[1])
+print(' '.join(sorted(m for m in sys.modules if m.startswith(('mgdn_jax', 'data_pipelines', 'grain')))))
+"""
+
+
+def test_loading_a_model_imports_no_training_code(trained_like, tmp_path):
+  config, _, state = trained_like
+  workdir = str(tmp_path / 'run')
+  checkpoint.write_config(workdir, config)
+  with checkpoint.manager(config, workdir) as manager:
+    manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, '-c', _LOAD_AND_LIST_MODULES, workdir], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  loaded = proc.stdout.split()
+  assert 'mgdn_jax.checkpoint' in loaded
+  for training in ('mgdn_jax.train', 'mgdn_jax.train_state', 'mgdn_jax.train_eval', 'mgdn_jax.microbatch',
+                   'mgdn_jax.sharding', 'data_pipelines', 'grain'):
+    assert training not in loaded, training

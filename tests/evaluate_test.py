@@ -211,12 +211,11 @@ def test_fused_dir_on_real_mefb_pair_matches_golden(shared_dir, tmp_path):
 @pytest.fixture(scope='module')
 def tiny_mff_checkpoint(tmp_path_factory):
   configs = pytest.importorskip('configs.mff')
-  nnx = pytest.importorskip('flax.nnx')
   model_lib = pytest.importorskip('mgdn_jax.model')
   checkpoint = pytest.importorskip('mgdn_jax.checkpoint')
   pytest.importorskip('mgdn_jax.inference')
   config = configs.get_config('tiny')
-  model = model_lib.MGDN(config.model, rngs=nnx.Rngs(0))
+  model = model_lib.create_model(config.model, seed=0)
   directory = tmp_path_factory.mktemp('ckpt') / 'exported'
   checkpoint.save_model(str(directory), model, config)
   return directory, model, config

@@ -7,7 +7,6 @@ import zlib
 
 import ml_collections
 import numpy as np
-from flax import nnx
 from PIL import Image
 import pytest
 
@@ -23,7 +22,7 @@ H, W = 20, 28  # one size everywhere: a single compilation per tiny model
 
 def _export(path, preset, task):
   cfg = model_lib.model_config(preset)
-  model = model_lib.MGDN(cfg, rngs=nnx.Rngs(0))
+  model = model_lib.create_model(cfg, seed=0)
   config = ml_collections.ConfigDict({'task': task, 'model': cfg, 'data': {'gdsr_scale': 4}})
   checkpoint.save_model(str(path), model, config)
   return str(path)

@@ -3,10 +3,12 @@ import logging
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 import pytest
 
+from mgdn_jax import checkpoint
 from mgdn_jax import inference
 from mgdn_jax import model as model_lib
 
@@ -17,12 +19,12 @@ TILED_MEAN_TOL, TILED_MAX_TOL = 0.01, 0.2
 
 @pytest.fixture(scope='module')
 def tiny_fusion():
-  return model_lib.MGDN(model_lib.model_config('tiny_fusion'), rngs=nnx.Rngs(0))
+  return model_lib.create_model(model_lib.model_config('tiny_fusion'), seed=0)
 
 
 @pytest.fixture(scope='module')
 def tiny_hdr():
-  return model_lib.MGDN(model_lib.model_config('tiny_hdr'), rngs=nnx.Rngs(1))
+  return model_lib.create_model(model_lib.model_config('tiny_hdr'), seed=1)
 
 
 def _images(rng, h, w, channels):
@@ -147,10 +149,12 @@ def test_fuse_rejects_bad_inputs(tiny_fusion):
     inference.fuse(tiny_fusion, _images(rng, 8, 8, (3, 1)))
 
 
-def test_bfloat16_model_keeps_weights_and_stays_close(tiny_fusion):
+def test_bfloat16_model_keeps_weights_and_stays_close(tiny_fusion, tmp_path):
   cfg = model_lib.model_config('tiny_fusion')
-  bf16, bf16_cfg = inference.with_dtype(tiny_fusion, cfg, 'bfloat16')
-  assert bf16_cfg.dtype == 'bfloat16' and bf16.dtype == jnp.bfloat16
+  checkpoint.save_model(tmp_path / 'export', tiny_fusion, ml_collections.ConfigDict({'model': cfg}))
+  bf16, bf16_cfg = checkpoint.load_model(tmp_path / 'export', dtype='bfloat16')
+  assert bf16_cfg.model.dtype == 'bfloat16' and bf16.dtype == jnp.bfloat16
+  jax.tree.map(np.testing.assert_array_equal, checkpoint.param_dict(bf16), checkpoint.param_dict(tiny_fusion))
   imgs = _images(np.random.default_rng(6), 16, 16, (3, 3))
   diff = np.abs(inference.fuse(bf16, imgs) - inference.fuse(tiny_fusion, imgs))
   assert diff.max() < 0.05

@@ -13,7 +13,7 @@ OFFICIAL_COUNTS = {"mef": 893_551, "mff": 178_975, "hdr": 1_826_445, "gdsr_x4": 
 
 
 def _count_abstract(cfg):
-  abstract = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
+  abstract = model_lib.create_model(cfg, abstract=True)
   return model_lib.count_params(abstract)
 
 
@@ -118,7 +118,7 @@ def test_stochastic_depth_only_in_training():
 ])
 def test_bad_inputs(make, message):
   cfg = model_lib.model_config("tiny_fusion")
-  model = nnx.eval_shape(lambda: model_lib.MGDN(cfg, rngs=nnx.Rngs(0)))
+  model = model_lib.create_model(cfg, abstract=True)
   with pytest.raises(ValueError, match=message):
     model(*make(_streams(cfg)))
 
@@ -129,6 +129,6 @@ def test_bad_configs():
   with pytest.raises(ValueError, match="unknown model config field"):
     model_lib.model_config("mef", embed=3)
   with pytest.raises(ValueError, match="divisible by mgca_heads"):
-    model_lib.MGDN(model_lib.model_config("tiny_fusion", embed_dim=8), rngs=nnx.Rngs(0))
+    model_lib.create_model(model_lib.model_config("tiny_fusion", embed_dim=8), seed=0)
   with pytest.raises(ValueError, match="match in_channels"):
-    model_lib.MGDN(model_lib.model_config("tiny_fusion", num_streams=3), rngs=nnx.Rngs(0))
+    model_lib.create_model(model_lib.model_config("tiny_fusion", num_streams=3), seed=0)

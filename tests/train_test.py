@@ -38,7 +38,7 @@ def tiny_config(data_dir):
 
 
 def _steps(workdir):
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
+  with checkpoint.manager(mef.get_config('tiny'), workdir, read_only=True) as manager:
     return sorted(manager.all_steps())
 
 
@@ -113,7 +113,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
     return local
 
   _record_batches(monkeypatch, poison_step_3)
-  with pytest.raises(FloatingPointError, match='non-finite loss or gradients at step 3'):
+  with pytest.raises(FloatingPointError, match='non-finite loss or gradients at step 3; stopped without saving it, '
+                     'and the last good checkpoint is step 2'):
     train.train_and_evaluate(config, workdir)
   assert _steps(workdir) == [2]  # the poisoned state (step 3, 4) was never saved
 
@@ -127,7 +128,7 @@ def _main(workdir, data_dir, cache_dir):
 
 
 def _final_state(workdir):
-  with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'), item_names=('state',)) as manager:
+  with checkpoint.manager(mef.get_config('tiny'), workdir, read_only=True) as manager:
     assert manager.latest_step() == 6
     return jax.device_get(manager.restore(6, args=ocp.args.Composite(state=ocp.args.StandardRestore()))['state'])
 

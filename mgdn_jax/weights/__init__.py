@@ -117,11 +117,12 @@ def load(spec: str | os.PathLike):
   """`(model, config)` from a weights file or short name; checks every parameter's presence, shape and finiteness."""
   import jax
   from mgdn_jax import checkpoint
+  from mgdn_jax import model as model_lib
   path = resolve(spec)
   if path is None:
     raise FileNotFoundError(f'{spec}: not a weights file (.npz) nor a short name ({PREFIX}<name>)')
   params, config, _ = read(path)
-  abstract = checkpoint.abstract_model(config)
+  abstract = model_lib.create_model(config.model, abstract=True)
   target = checkpoint.param_dict(abstract)
   missing, wrong = [], []
 
