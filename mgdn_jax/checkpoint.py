@@ -316,7 +316,8 @@ def load(directory: str, *, step: int | None = None, use_ema: bool = True, dtype
   """Loads a model from an exported model dir or a training workdir, checked finite.
 
   Args:
-    directory: an exported model (`save_model`) or a training workdir (`main.py --workdir`).
+    directory: an exported model (`save_model`), a training workdir (`main.py --workdir`) or a weights file
+      (`.npz` path or `mgdn-jax/<name>` short name, `mgdn_jax.weights`).
     step: workdir only: this step (no fallback) instead of the best by the task's eval metric, else the latest;
       an unreadable best/latest falls back to the newest intact step with a warning.
     use_ema: workdir only: the EMA weights (default; the paper reports them) or the raw trained weights.
@@ -328,6 +329,17 @@ def load(directory: str, *, step: int | None = None, use_ema: bool = True, dtype
     FileNotFoundError: not a model directory, or a workdir without checkpoints.
     CheckpointError: nothing readable, or non-finite weights.
   """
+  from mgdn_jax import weights  # pylint: disable=g-import-not-at-top
+  try:
+    weights_file = weights.resolve(directory)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(str(e)) from None
+  if weights_file is not None:
+    try:
+      model, config = weights.load(weights_file, dtype=dtype)
+    except ValueError as e:
+      raise CheckpointError(str(e)) from None
+    return Loaded(model, config, None)
   directory = os.path.abspath(os.fspath(directory))
   config = read_config(directory)
   if dtype is not None:

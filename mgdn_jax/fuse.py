@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('inputs', nargs='+', metavar='INPUTS', help='image files, folders or quoted globs (see above)')
   p.add_argument('--task', required=True, choices=('mef', 'mff', 'hdr', 'gdsr'))
   p.add_argument('--checkpoint', required=True,
-                 help='exported model (checkpoint.save_model / mgdn_jax.convert --out) or a training workdir')
+                 help='weights file (.npz) or shipped name (mgdn-jax/<name>), exported model '
+                      '(mgdn_jax.convert --out) or a training workdir')
   p.add_argument('--output', required=True, help='output file (one scene) or folder (batch)')
   p.add_argument('--overwrite', action='store_true',
                  help='replace outputs that already exist (an input file is never replaced)')
@@ -356,8 +357,10 @@ def check_outputs(task, scenes, overwrite=False) -> None:
 
 def _load_model(args):
   from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(args.checkpoint):
-    raise InputError(f'checkpoint {args.checkpoint} is not a folder (exported model or training workdir)')
+  if not os.path.isdir(args.checkpoint) and not (args.checkpoint.startswith('mgdn-jax/')
+                                                  or args.checkpoint.endswith('.npz')):
+    raise InputError(f'checkpoint {args.checkpoint} is neither a folder (exported model or training workdir), '
+                     'a weights file (.npz) nor a shipped name (mgdn-jax/<name>)')
   try:
     model, config = checkpoint.load_model(args.checkpoint, dtype=args.dtype)
   except (FileNotFoundError, ValueError, KeyError) as e:

@@ -113,8 +113,11 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:
   return params, config, info
 
 
-def load(spec: str | os.PathLike):
-  """`(model, config)` from a weights file or short name; checks every parameter's presence, shape and finiteness."""
+def load(spec: str | os.PathLike, dtype: str | None = None):
+  """`(model, config)` from a weights file or short name; checks every parameter's presence, shape and finiteness.
+
+  `dtype`: compute dtype ('float32' | 'bfloat16') instead of the stored config's; the weights stay float32.
+  """
   import jax
   from mgdn_jax import checkpoint
   from mgdn_jax import model as model_lib
@@ -122,6 +125,8 @@ def load(spec: str | os.PathLike):
   if path is None:
     raise FileNotFoundError(f'{spec}: not a weights file (.npz) nor a short name ({PREFIX}<name>)')
   params, config, _ = read(path)
+  if dtype is not None:
+    config.model.dtype = dtype
   abstract = model_lib.create_model(config.model, abstract=True)
   target = checkpoint.param_dict(abstract)
   missing, wrong = [], []

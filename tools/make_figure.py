@@ -1,0 +1,63 @@
+"""README figure of a fusion model: inputs | fused | ground truth, under labels, from a photo that ships with
+scikit-image (so the figure can be remade anywhere and the repo ships no third-party image).
+
+  python tools/make_figure.py --task=mff --checkpoint=mgdn-jax/mff-drpl --out=docs/figures/mff.png
+
+MFF: a DRPL pair (a smooth random focus mask, 7×7 Gaussian blur) of the photo; MEF: an under/over pair of it
+(±1.5–2.5 EV). The photo (`stereo_motorcycle`'s left view) is not among `data_pipelines.sharp_photos`' training
+photos. `--checkpoint` takes a weights file or short name, an exported model or a training workdir.
+"""
+import argparse
+import pathlib
+import sys
+
+PHOTO = 'stereo_motorcycle'
+HEIGHT, WIDTH = 320, 480
+SEED = 7
+
+
+def scene(task: str):
+  """{'image_0', 'image_1', 'target'} uint8 (HEIGHT, WIDTH, 3) of the photo, as the task's dataset stores them."""
+  import numpy as np
+  from PIL import Image
+  from skimage import data
+  from data_pipelines import synth
+  photo = data.stereo_motorcycle()[0]
+  photo = np.asarray(Image.fromarray(photo).resize((WIDTH, round(photo.shape[0] * WIDTH / photo.shape[1])),
+                                                   Image.LANCZOS))
+  y = (photo.shape[0] - HEIGHT) // 2
+  photo = np.ascontiguousarray(photo[y:y + HEIGHT])
+  rng = np.random.default_rng(SEED)
+  if task == 'mff':
+    a, b = synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH))
+  elif task == 'mef':
+    a, b = synth.mef_pair(rng, photo)
+  else:
+    raise ValueError(f'--task={task}: figures are made for the fusion tasks (mef, mff)')
+  return {'image_0': a, 'image_1': b, 'target': photo}
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--task', required=True, choices=('mef', 'mff'))
+  p.add_argument('--checkpoint', required=True, help='weights (.npz or mgdn-jax/<name>), export or workdir')
+  p.add_argument('--out', required=True, help='PNG to write (refuses to replace an existing file)')
+  args = p.parse_args(argv)
+  out = pathlib.Path(args.out)
+  if out.exists():
+    sys.exit(f'error: {out} exists: choose another --out')
+  from PIL import Image
+  from mgdn_jax import checkpoint, inference, tasks
+  task = tasks.get(args.task)
+  model, _ = checkpoint.load_model(args.checkpoint)
+  example = task.encode(scene(args.task))
+  streams = [example[f'stream_{k}'] for k in range(task.num_streams)]
+  fused = inference.fuse(model, streams)
+  panel = task.panel(streams, fused, example['target'])
+  out.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(panel).save(out, optimize=True)
+  print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+  main()
