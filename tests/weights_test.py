@@ -11,7 +11,7 @@ from mgdn_jax import weights
 @pytest.fixture(scope='module')
 def tiny():
   config = mff.get_config('tiny')
-  return model_lib.MGDN(config.model, rngs=nnx.Rngs(3)), config
+  return model_lib.create_model(config.model, seed=3), config
 
 
 def test_round_trip(tiny, tmp_path):
@@ -71,3 +71,16 @@ def test_shipped_weights_load():
   for name in weights.shipped():
     model, config = weights.load(name)
     assert config.task in ('mef', 'mff', 'hdr', 'gdsr') and model_lib.count_params(model) > 0
+
+
+def test_load_model_takes_weights_files(tiny, tmp_path):
+  from mgdn_jax import checkpoint
+  model, config = tiny
+  path = tmp_path / 'w.npz'
+  weights.export(path, model, config)
+  loaded, loaded_config = checkpoint.load_model(str(path), dtype='bfloat16')
+  assert loaded_config.model.dtype == 'bfloat16'
+  assert all(np.array_equal(a, b) for a, b in zip(weights.flat_params(model).values(),
+                                                  weights.flat_params(loaded).values()))
+  with pytest.raises(FileNotFoundError, match='unknown weights'):
+    checkpoint.load_model('mgdn-jax/absent')
