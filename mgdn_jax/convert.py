@@ -17,8 +17,8 @@ import numpy as np
 from flax import nnx
 
 from mgdn_jax import model as model_lib
+from mgdn_jax import tasks
 
-TASK_PRESET = {"mef": "mef", "mff": "mff", "hdr": "hdr", "gdsr": "gdsr_x4"}
 _SKIPPED = re.compile(r"^(patch_embed\.norm|norm)\.(weight|bias)$|\.relative_position_index$|\.attn_mask$")
 
 # (official regex without the trailing .weight/.bias, our path as a function of the groups, kind).
@@ -88,16 +88,16 @@ def strip_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def model_config_from_official(official_kwargs: Mapping, task: str):
   """Our model config for the official constructor arguments (MGDN_REFERENCE §1)."""
-  if task not in TASK_PRESET:
-    raise ValueError(f"task must be one of {sorted(TASK_PRESET)}, got {task!r}")
+  if task not in tasks.NAMES:
+    raise ValueError(f"task must be one of {sorted(tasks.NAMES)}, got {task!r}")
   kw = dict(official_kwargs)
   embed_dim = int(kw.get("embed_dim", 96))
-  gf = int(kw.get("GF_chans", 60 if task == "hdr" else 30))
+  gf = int(kw.get("GF_chans", tasks.get(task).official_gf_chans))
   if gf != embed_dim:
     raise ValueError(f"official GF_chans={gf} must equal embed_dim={embed_dim} (the official filter repeats the "
                      f"kernel GF_chans times)")
   return model_lib.model_config(
-      TASK_PRESET[task], embed_dim=embed_dim, depths=tuple(int(d) for d in kw["depths"]),
+      tasks.get(task).preset(), embed_dim=embed_dim, depths=tuple(int(d) for d in kw["depths"]),
       num_heads=tuple(int(h) for h in kw["num_heads"]), window_size=int(kw.get("window_size", 8)),
       mlp_ratio=float(kw.get("mlp_ratio", 4.0)))
 
@@ -197,9 +197,10 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 def export_config(task: str, model_cfg, scale: int | None = None):
   """The task's training config (configs/<task>.py) with the converted model's config in `model`."""
   import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f"configs.{task}").get_config(f"x{scale}" if task == "gdsr" and scale else None)
+  variant = f"x{scale}" if scale and tasks.get(task).guided_depth else None
+  config = importlib.import_module(f"configs.{task}").get_config(variant)
   config.model = model_cfg
-  config.model_name = TASK_PRESET[task]
+  config.model_name = tasks.get(task).preset(scale)
   return config
 
 
@@ -213,10 +214,10 @@ def main(argv=None) -> None:
       prog="python -m mgdn_jax.convert",
       description="Convert official MGDN PyTorch weights (.pth needs torch; .npz does not) into an MGDN-JAX "
                   "checkpoint that evaluation, inference and fine-tuning load.")
-  parser.add_argument("--task", required=True, choices=sorted(TASK_PRESET))
+  parser.add_argument("--task", required=True, choices=sorted(tasks.NAMES))
   parser.add_argument("--official", required=True, help="official checkpoint (.pth/.pt or .npz)")
   parser.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-  parser.add_argument("--scale", type=int, choices=(4, 8, 16), default=None,
+  parser.add_argument("--scale", type=int, choices=tasks.GDSR_SCALES, default=None,
                       help="GDSR scale the weights were trained for (stored in the exported config)")
   args = parser.parse_args(argv)
   if not os.path.isfile(args.official):

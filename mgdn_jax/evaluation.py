@@ -73,7 +73,8 @@ class Protocol:
       raise ValueError(f'unknown padding {self.padding!r}: expected one of {inference.PADDINGS}')
     allowed = {'rgb', 'gray'} if tasks.get(task).is_fusion else {'-'}
     if not set(self.modes) <= allowed:
-      raise ValueError(f'unknown modes {sorted(set(self.modes) - allowed)}: expected {" and/or ".join(sorted(allowed))}')
+      raise ValueError(f'unknown modes {sorted(set(self.modes) - allowed)}: expected '
+                       f'{" and/or ".join(sorted(allowed))}')
 
 
 @dataclasses.dataclass(frozen=True)

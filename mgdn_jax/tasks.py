@@ -55,13 +55,20 @@ class Task:
   eval_tile: int | None = None        # the official evaluation's tile size (None: whole image)
   eval_modes: tuple[str, ...] = ('-',)
   is_fusion: bool = False             # MEF/MFF: uint8 sources and outputs, no-reference metrics, baselines
-  extra_input_suffixes: tuple[str, ...] = ()
+  needs_exposures: bool = False       # HDR: raw examples carry `exposures` (fuse CLI: --exposures, exposure.txt)
+  guided_depth: bool = False          # GDSR: raw examples are `rgb` + `depth`, the output is a depth map
+  extra_input_suffixes: tuple[str, ...] = ()   # file types the fuse CLI reads besides LDR images
+  official_gf_chans: int = 30         # GF_chans default of the official constructor (the converter reads it)
 
   # ----------------------------------------------------------------------------------------------- model
   def preset(self, scale: int | None = None) -> str:
     """The official network's preset in `model.model_config`."""
     del scale
     return self.name
+
+  def presets(self) -> tuple[str, ...]:
+    """Every official network of the task (GDSR: one per scale)."""
+    return (self.preset(),)
 
   def check_config(self, config) -> None:
     """One-line errors for the task-specific fields of a training config."""
@@ -227,6 +234,9 @@ class GdsrTask(Task):
       raise ValueError(f'GDSR scale {scale}: must be one of {self.scales}')
     return f'gdsr_x{scale}'
 
+  def presets(self):
+    return tuple(self.preset(s) for s in self.scales)
+
   def check_config(self, config):
     scale = config.data.gdsr_scale
     if scale not in self.scales:
@@ -300,10 +310,11 @@ MFF = FusionTask('mff', 2, (3, 3), 'focused on A, focused on B', 'tiny_fusion',
 # The official HDR validation runs 500×500 tiles without overlap.
 HDR = HdrTask('hdr', 3, (6, 6, 6), 'under-exposed, reference, over-exposed frame', 'tiny_hdr',
               ('psnr_mu', 'psnr_l', 'ssim_mu', 'ssim_l'), (), 'psnr_mu', eval_padding='reflect',
-              output_suffixes=('.hdr', '.exr'), eval_tile=500)
+              output_suffixes=('.hdr', '.exr'), eval_tile=500, needs_exposures=True,
+              official_gf_chans=60)
 GDSR = GdsrTask('gdsr', 2, (3, 1), 'RGB guide, depth', 'tiny_gdsr', ('rmse_cm',), ('rmse_cm',), 'rmse_cm',
                 eval_padding='reflect', output_suffixes=('.npy', '.png', '.tif', '.tiff'),
-                extra_input_suffixes=('.npy',))
+                guided_depth=True, extra_input_suffixes=('.npy',))
 _TASKS = {t.name: t for t in (MEF, MFF, HDR, GDSR)}
 NAMES = tuple(_TASKS)     # the one list of task names
 

@@ -99,8 +99,8 @@ def test_mefb_output_folder_pattern(tmp_path, capsys):
   for n, (a, b, f) in scenes.items():
     Image.fromarray(f).save(out / f'{n}_GOOD.png')
     Image.fromarray(a).save(out / f'{n}_DARK.jpg')
-  summary = evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons((f'GOOD={out}', f'DARK={out}'), '{scene}_{method}'),
-                                         sources_dir=tmp_path / 'src', progress=False)
+  both = Comparisons((f'GOOD={out}', f'DARK={out}'), '{scene}_{method}')
+  summary = evaluate.evaluate_fused_dirs('mef', comparisons=both, sources_dir=tmp_path / 'src', progress=False)
   assert set(summary) == {'GOOD/rgb', 'DARK/rgb'}
   a, b, f = scenes['Arno']
   assert summary['GOOD/rgb']['CE'] == pytest.approx(np.mean([
@@ -273,28 +273,34 @@ def _hdr_guess(streams):
   return np.clip(streams[1][..., 3:6] * 0.9, 0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize('task', ['hdr', 'gdsr'])
-def test_reference_tasks_plumbing(task, fake_fuse, tmp_path):
-  """HDR and GDSR rows from mgdn_demo test sets: the metrics of whatever the model returns, official settings."""
+def _evaluate_demo(task, model, tmp_path):
+  """`model` on the first mgdn_demo/<task> test scene: (results.json, its per-image values, the scene)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict({'task': task, 'data': {'eval_datasets': (f'mgdn_demo/{task}:test',),
                                                              'data_dir': str(tmp_path / 'tfds')}})
-  # GDSR: the bicubic-upsampled input depth (stream_1) as the prediction, i.e. the bicubic baseline.
-  model = _hdr_guess if task == 'hdr' else (lambda streams: streams[1])
   summary = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=tmp_path / 'out',
                                          overrides={'max_examples': 1}, progress=False)
+  assert summary[f'mgdn_demo/{task}:test']['MGDN/-']['images'] == 1
   doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
   (name, got), = doc['results'][0]['per_image'].items()
   scene = next(evaluate.scenes_lib.dataset_scenes(task, f'mgdn_demo/{task}:test', config))
   assert scene.name == name
-  if task == 'hdr':
-    assert fake_fuse[0]['tile'] == 500 and fake_fuse[0]['overlap'] == 0    # the official 500x500 tiles
-    assert got == pytest.approx(metrics.hdr_metrics(_hdr_guess(scene.streams), scene.target), abs=1e-12)
-    assert (tmp_path / 'out' / 'MGDN' / f'{name}.png').is_file()
-  else:
-    assert doc['crop'] == 0                                                  # 6 only for NYU
-    want = metrics.gdsr_rmse_cm(scene.streams[1], scene.target, *scene.depth_range, crop=0)
-    assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
-    saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{name}.png'))
-    assert saved.dtype == np.uint16
-  assert summary[f'mgdn_demo/{task}:test']['MGDN/-']['images'] == 1
+  return doc, got, scene
+
+
+def test_hdr_plumbing(fake_fuse, tmp_path):
+  """HDR rows from the mgdn_demo test set: the metrics of whatever the model returns, official settings."""
+  _, got, scene = _evaluate_demo('hdr', _hdr_guess, tmp_path)
+  assert fake_fuse[0]['tile'] == 500 and fake_fuse[0]['overlap'] == 0    # the official 500x500 tiles
+  assert got == pytest.approx(metrics.hdr_metrics(_hdr_guess(scene.streams), scene.target), abs=1e-12)
+  assert (tmp_path / 'out' / 'MGDN' / f'{scene.name}.png').is_file()
+
+
+def test_gdsr_plumbing(fake_fuse, tmp_path):
+  """GDSR: the bicubic-upsampled input depth (stream_1) as the prediction, i.e. the bicubic baseline."""
+  doc, got, scene = _evaluate_demo('gdsr', lambda streams: streams[1], tmp_path)
+  assert fake_fuse[0]['tile'] is None and doc['crop'] == 0                # 6 only for NYU
+  want = metrics.gdsr_rmse_cm(scene.streams[1], scene.target, *scene.depth_range, crop=0)
+  assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
+  saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{scene.name}.png'))
+  assert saved.dtype == np.uint16

@@ -14,13 +14,6 @@ from mgdn_jax.metrics import mef
 from mgdn_jax.metrics import mef_ssim as mef_ssim_lib
 from mgdn_jax.metrics import mff
 
-# Smallest image side each task's metrics accept: MEF-SSIM's 11x11 window at its third (1/4) scale, SSIM's 11x11.
-MIN_SIZE = {'mef': 41, 'mff': 11}
-METRIC_KEYS = {name: tasks.get(name).metric_names for name in MIN_SIZE}
-# Direction of each metric for tables (True: higher is better).
-HIGHER_IS_BETTER = {k: not tasks.lower_is_better(k) for keys in METRIC_KEYS.values() for k in keys}
-
-
 def per_channel(fn: Callable[..., float], *images: np.ndarray) -> float:
   """Applies a plane metric fn(a, b, f) to each channel and averages (the MEFB RGB wrapper)."""
   planes = [common.channels(im) for im in images]
@@ -63,7 +56,7 @@ def evaluate_fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
   a, b = sources
   if gray:
     a, b, fused = _to_gray(a), _to_gray(b), _to_gray(fused)
-  return _SCORES[task](a, b, fused)
+  return _SCORES[task][0](a, b, fused)
 
 
 def mef_scores(a: np.ndarray, b: np.ndarray, fused: np.ndarray) -> dict:
@@ -87,4 +80,10 @@ def mff_scores(a: np.ndarray, b: np.ndarray, fused: np.ndarray) -> dict:
   }
 
 
-_SCORES = {'mef': mef_scores, 'mff': mff_scores}
+# Per task: its scores and the smallest image side they accept (MEF-SSIM's 11x11 window at its third (1/4) scale;
+# SSIM's 11x11 window).
+_SCORES = {'mef': (mef_scores, 41), 'mff': (mff_scores, 11)}
+MIN_SIZE = {name: size for name, (_, size) in _SCORES.items()}
+METRIC_KEYS = {name: tasks.get(name).metric_names for name in _SCORES}
+# Direction of each metric for tables (True: higher is better).
+HIGHER_IS_BETTER = {k: not tasks.lower_is_better(k) for keys in METRIC_KEYS.values() for k in keys}
