@@ -134,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     if args.checkpoint:
       from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-      model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step)
+      # A training workdir is evaluated with the weights its training evaluated (EMA unless the config says not).
+      use_ema = checkpoint_lib.read_config(args.checkpoint).get('eval_use_ema', True)
+      model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step, use_ema=use_ema)
       if args.task and args.task != config.task:
         raise ValueError(f'--task={args.task} but the checkpoint {args.checkpoint} is a {config.task} model')
       if args.sources_dir:

@@ -200,6 +200,9 @@ def evaluate_scenes(task: str, scenes: Iterable, protocol: Protocol, *, dataset:
         _save(out_dir / safe_name(name) / f'{safe_name(scene.name)}.png', t.report_image(output))
   if not results.rows:
     raise ValueError(f'{dataset}: no scenes to evaluate')
+  if not any(r.values for r in results.rows):
+    raise ValueError(f'{dataset}: no metric to compute (no ground truth, and the protocol skips the no-reference '
+                     'metrics: set no_reference_metrics=True)')
   for name, folder in fused_folders:
     if folder.unused() and not protocol.max_examples:
       log.warning('%s: %d fused images match no scene: %s', name, len(folder.unused()),
