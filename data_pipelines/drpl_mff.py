@@ -1,11 +1,14 @@
 """`drpl_mff`: DRPL-style synthetic multi-focus training pairs generated from any folder of sharp images.
 
 Layout of manual_dir/drpl_mff: sharp images in `images/` (or directly in the folder) and, optionally, binary focus
-masks in `masks/` (white = foreground). Recipe (DRPL, Li et al. TIP 2020), one pair per sharp image, deterministic
-from SEED and the file name: a random 256×256 crop; a mask (the masks/ file at the same sorted index modulo their
-count, resized to the crop, or a generated smooth-blob mask); a 7×7 Gaussian blur (σ = 2); the complementary
-pair near = M·sharp + (1−M)·blur, far = (1−M)·sharp + M·blur; target = the sharp crop.
-Features: image_0 = near, image_1 = far, target (uint8 RGB), name = image file stem.
+masks in `masks/` (white = foreground); `python -m data_pipelines.sharp_photos` builds such a folder. Recipe
+(DRPL, Li et al. TIP 2020), deterministic from SEED, the file name and the pair index: a random 256×256 crop; a
+mask (the masks/ file at the same sorted index modulo their count, resized to the crop, or a generated smooth-blob
+mask); a 7×7 Gaussian blur (σ = 2); the complementary pair near = M·sharp + (1−M)·blur,
+far = (1−M)·sharp + M·blur; target = the sharp crop.
+Configs: `x1` (the default, DRPL's one pair per photo) and `x8` (8 pairs per photo with different crops and masks,
+for small photo collections). Features: image_0 = near, image_1 = far, target (uint8 RGB), name = the image file
+stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib
 import zlib
@@ -42,23 +45,39 @@ def scan(root: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
   return images, masks
 
 
-def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path]) -> dict:
-  rng = np.random.default_rng([SEED, zlib.crc32(path.stem.encode())])
+def pair_name(stem: str, k: int) -> str:
+  return stem if k == 0 else f'{stem}-p{k}'
+
+
+def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int = 0) -> dict:
+  """Pair k of the photo at `path` (sorted position `index`); pair 0 is the one-pair-per-photo recipe's."""
+  seed = [SEED, zlib.crc32(path.stem.encode())] + ([k] if k else [])
+  rng = np.random.default_rng(seed)
   sharp = synth.random_crop(rng, common.read_rgb8(path), CROP, CROP)
   if masks:
-    mask = synth.mask_from_image(common.read_rgb8(masks[index % len(masks)]), CROP, CROP)
+    mask = synth.mask_from_image(common.read_rgb8(masks[(index + k) % len(masks)]), CROP, CROP)
   else:
     mask = synth.random_mask(rng, CROP, CROP)
   near, far = synth.drpl_pair(sharp, mask)
   return {'image_0': common.png_bytes(near), 'image_1': common.png_bytes(far),
-          'target': common.png_bytes(np.ascontiguousarray(sharp)), 'name': path.stem}
+          'target': common.png_bytes(np.ascontiguousarray(sharp)), 'name': pair_name(path.stem, k)}
+
+
+class DrplMffConfig(tfds.core.BuilderConfig):
+
+  def __init__(self, *, pairs_per_image: int, **kwargs):
+    super().__init__(**kwargs)
+    self.pairs_per_image = pairs_per_image
 
 
 class DrplMff(tfds.core.GeneratorBasedBuilder):
   """Synthetic near/far-focused pairs with their all-in-focus target."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': f'Initial release: {CROP}² crops, 7×7 Gaussian blur, seed {SEED}.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': f'Initial release: {CROP}² crops, 7×7 Gaussian blur, seed {SEED}.',
+                   '1.1.0': 'Configs x1 (one pair per photo, as 1.0.0) and x8 (8 pairs per photo).'}
+  BUILDER_CONFIGS = [DrplMffConfig(name=f'x{n}', pairs_per_image=n, description=f'{n} pair(s) per sharp photo')
+                     for n in (1, 8)]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put a folder of sharp, all-in-focus photos (e.g. PASCAL VOC 2012 JPEGImages, at least 256×256 each) in
   manual_dir/images (manual_dir = manual_dir/drpl_mff for the pipelines), optionally with binary masks
@@ -70,8 +89,16 @@ class DrplMff(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     images, masks = scan(pathlib.Path(dl_manager.manual_dir))
+    names = {}
+    for path in images:  # checked before anything is written
+      for k in range(self.builder_config.pairs_per_image):
+        name = pair_name(path.stem, k)
+        if name in names:
+          raise common.DataError(f'{path}: pair name {name!r} is also made from {names[name].name}; rename one')
+        names[name] = path
     return {'train': self._generate_examples(images, masks)}
 
   def _generate_examples(self, images, masks):
     for index, path in enumerate(images):
-      yield path.stem, make_pair(path, index, masks)
+      for k in range(self.builder_config.pairs_per_image):
+        yield pair_name(path.stem, k), make_pair(path, index, masks, k)

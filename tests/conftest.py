@@ -26,3 +26,18 @@ def shared_dir() -> pathlib.Path:
   if not SHARED.is_dir():
     pytest.skip("../shared is absent")
   return SHARED
+
+
+def shared_file(relative: str) -> pathlib.Path:
+  """`../shared/<relative>`: third-party data (benchmark images, official weights) that the repo does not carry.
+
+  Skips the calling test, naming the file, when it is absent.
+  """
+  path = SHARED / relative
+  if not path.exists():
+    pytest.skip(f"{path} is absent (third-party data, not in the repo: see README, 'Datasets')")
+  return path
+
+
+OFFICIAL_MFF_WEIGHTS = "weights/mgdn_mff_official_62000_E.npz"
+OFFICIAL_LYTRO_FIXTURE = "reference/fixtures/mff_official_lytro.npz"

@@ -9,12 +9,15 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import checkpoint, convert
+from conftest import OFFICIAL_LYTRO_FIXTURE, OFFICIAL_MFF_WEIGHTS, shared_file
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _fixture(testdata_dir, name):
-  z = np.load(testdata_dir / "fixtures" / f"{name}.npz")
+  path = (shared_file(OFFICIAL_LYTRO_FIXTURE) if name == "mff_official_lytro"
+          else testdata_dir / "fixtures" / f"{name}.npz")
+  z = np.load(path)
   return z, {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}, json.loads(str(z["meta"]))
 
 
@@ -54,24 +57,24 @@ def test_bad_kwargs_and_task(testdata_dir):
     convert.from_official(sd, meta["constructor_kwargs"], "sr")
 
 
-def test_cli_official_mff_weights_fuse_lytro_crop(testdata_dir, tmp_path):
+def test_cli_official_mff_weights_fuse_lytro_crop(tmp_path):
   """The released MFF weights, converted by the CLI and reloaded, fuse the Lytro crop to the official output."""
   out_dir = tmp_path / "mff_official"
   result = subprocess.run(
       [sys.executable, "-m", "mgdn_jax.convert", "--task=mff",
-       f"--official={testdata_dir / 'mgdn_mff_official_62000_E.npz'}", f"--out={out_dir}"],
+       f"--official={shared_file(OFFICIAL_MFF_WEIGHTS)}", f"--out={out_dir}"],
       cwd=ROOT, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert "178,975 parameters" in result.stdout
   model, config = checkpoint.load_model(str(out_dir))
   assert config.task == "mff" and config.model.embed_dim == 30
-  z = np.load(testdata_dir / "fixtures" / "mff_official_lytro.npz")
+  z = np.load(shared_file(OFFICIAL_LYTRO_FIXTURE))
   graphdef, state = nnx.split(model)
   out, _ = nnx.merge(graphdef, state)(*(jnp.asarray(z[f"input/{i}"].transpose(0, 2, 3, 1)) for i in range(2)))
   np.testing.assert_allclose(np.asarray(out), z["output"].transpose(0, 2, 3, 1), atol=1e-5)
 
 
-def test_cli_errors(testdata_dir, tmp_path):
+def test_cli_errors(tmp_path):
   def run(*args):
     return subprocess.run([sys.executable, "-m", "mgdn_jax.convert", *args], cwd=ROOT, capture_output=True,
                           text=True, check=False)
@@ -82,8 +85,7 @@ def test_cli_errors(testdata_dir, tmp_path):
   broken = run("--task=mff", f"--official={bad}", f"--out={tmp_path / 'o'}")
   assert broken.returncode == 2 and "not an official MGDN checkpoint" in broken.stderr
   assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
-  no_torch = run("--task=mff", f"--official={testdata_dir / 'mgdn_mff_official_62000_E.npz'}".replace(
-      ".npz", ".pth"), f"--out={tmp_path / 'o'}")
+  no_torch = run("--task=mff", f"--official={tmp_path / 'weights.pth'}", f"--out={tmp_path / 'o'}")
   assert no_torch.returncode == 2 and "no such file" in no_torch.stderr
 
 

@@ -74,3 +74,48 @@ def test_bad_input(tmp_path, case, message):
   with pytest.raises(common.DataError, match=message):
     loader.prepare('drpl_mff', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'tfds')
   assert not (tmp_path / 'tfds' / 'drpl_mff').exists()
+
+
+def test_pairs_per_image_config(tmp_path):
+  write_images(tmp_path / 'manual' / 'drpl_mff' / 'images', 2)
+  single = prepare(tmp_path, 'a')
+  builder = loader.prepare('drpl_mff/x8', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'b')
+  many = {e['name'].decode(): e for e in builder.as_data_source('train')}
+  assert sorted(many) == sorted(f'img_{i}' + (f'-p{k}' if k else '') for i in range(2) for k in range(8))
+  for k in ('image_0', 'image_1', 'target'):  # pair 0 is the one-pair recipe's pair
+    np.testing.assert_array_equal(many['img_1'][k], single['img_1'][k])
+  masks = [np.all(many[n]['image_0'] == many[n]['target'], axis=-1) for n in ('img_1', 'img_1-p1', 'img_1-p2')]
+  assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+
+
+def test_sharp_photos_folder(tmp_path):
+  from data_pipelines import sharp_photos
+  rng = np.random.default_rng(0)
+  big = rng.integers(0, 256, (300, 280, 3), dtype=np.uint8)
+  small = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+  out = tmp_path / 'drpl_mff'
+  written, skipped = sharp_photos.write_photos(out, [('photo', [('big', big), ('small', small)])])
+  assert (written, len(skipped)) == (1, 1) and 'photo_small' in skipped[0]
+  np.testing.assert_array_equal(common.read_rgb8(out / 'images' / 'photo_big.png'), big)
+  assert [p.name for p in out.iterdir()] == ['images']  # no staging folder left behind
+  with pytest.raises(common.DataError, match='already holds files'):  # never replaces a user's photos
+    sharp_photos.write_photos(out, [('photo', [('other', big)])])
+  assert sorted(p.name for p in (out / 'images').iterdir()) == ['photo_big.png']
+
+
+def test_sharp_photos_mefb_mertens(tmp_path):
+  from data_pipelines import sharp_photos
+  from mgdn_jax.metrics import baselines
+  if baselines.import_cv2() is None:
+    pytest.skip('OpenCV (opencv-python-headless) is not installed: the Mertens fusion needs it')
+  scene = tmp_path / 'mefb' / 'Scene'
+  scene.mkdir(parents=True)
+  photo = np.random.default_rng(1).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+  under, over = synth.mef_pair(np.random.default_rng(2), photo)
+  Image.fromarray(under).save(scene / 'Scene_A.png')
+  Image.fromarray(over).save(scene / 'sCENE_b.png')  # MEFB's name quirks: matched by the _A/_B suffix
+  (name, fused), = list(sharp_photos.mefb_photos(tmp_path / 'mefb'))
+  assert name == 'Scene' and fused.shape == photo.shape and fused.dtype == np.uint8
+  # The fusion is better exposed than either source: closer to the photo the pair was made from.
+  err = lambda a: np.abs(a.astype(np.float32) - photo).mean()
+  assert err(fused) < min(err(under), err(over))

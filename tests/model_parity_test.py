@@ -8,12 +8,13 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import compile_options, convert
+from conftest import OFFICIAL_LYTRO_FIXTURE, shared_file
 
 # Gradients compile with the training step's options: parity must hold for what users actually run.
 TRAIN_OPTIONS = compile_options.train_compiler_options()
 
 TASK = {"MGFF": "mef", "MGFF_GDSR": "gdsr", "MGFF_Deghosting": "hdr"}
-LOCAL = ["mini_fusion", "mini_gdsr", "mini_hdr", "mff_official_lytro"]
+LOCAL = ["mini_fusion", "mini_gdsr", "mini_hdr"]
 FULL = ["full_MEF", "full_MFF", "full_HDR", "full_GDSR_x4x8", "full_GDSR_x16"]
 
 
@@ -45,6 +46,11 @@ def _check_forward(z, model, inputs):
 @pytest.mark.parametrize("name", LOCAL)
 def test_fixture_forward(testdata_dir, name):
   _check_forward(*_load(testdata_dir / "fixtures" / f"{name}.npz"))
+
+
+def test_official_weights_on_lytro_forward():
+  """The released MFF weights on a real Lytro crop (both third-party: read from ../shared)."""
+  _check_forward(*_load(shared_file(OFFICIAL_LYTRO_FIXTURE)))
 
 
 @pytest.mark.parametrize("name", FULL)

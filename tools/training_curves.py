@@ -1,0 +1,88 @@
+"""Plots training runs' TensorBoard scalars against steps into one PNG (one panel per metric, one line per run).
+
+  python tools/training_curves.py --run=with_MI=/tmp/mff --run=without_MI=/tmp/mff_nomi \
+      --metrics=lytro:test/Qabf,train/loss --out=docs/mff_training.png
+
+Reads the event files that `main.py` writes in a workdir (any `events.out.tfevents.*` below it). Needs
+matplotlib (`pip install matplotlib`; it is not a runtime dependency).
+"""
+import argparse
+import pathlib
+import sys
+
+
+def read_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+  """{tag: [(step, value), ...]} of every scalar summary under `workdir`, sorted by step (later files win)."""
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  files = sorted(workdir.rglob('events.out.tfevents.*'))
+  if not files:
+    raise FileNotFoundError(f'{workdir}: no TensorBoard event files (events.out.tfevents.*)')
+  out: dict[str, dict[int, float]] = {}
+  for path in files:
+    acc = event_accumulator.EventAccumulator(str(path), size_guidance={'tensors': 0, 'scalars': 0})
+    acc.Reload()
+    for tag in acc.Tags()['tensors']:
+      for event in acc.Tensors(tag):
+        value = tensor_util.make_ndarray(event.tensor_proto)
+        if value.ndim == 0 and value.dtype.kind in 'fiu':
+          out.setdefault(tag, {})[event.step] = float(value)
+    for tag in acc.Tags()['scalars']:
+      for event in acc.Scalars(tag):
+        out.setdefault(tag, {})[event.step] = float(event.value)
+  return {tag: sorted(points.items()) for tag, points in out.items()}
+
+
+def plot(runs: dict[str, dict], metrics: list[str], out: pathlib.Path, smooth: int = 1) -> None:
+  """One panel per metric; `smooth` > 1 averages each curve over that many consecutive points."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  import numpy as np
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
+  for ax, metric in zip(axes[0], metrics):
+    for name, scalars in runs.items():
+      if metric not in scalars:
+        continue
+      steps, values = map(np.asarray, zip(*scalars[metric]))
+      if smooth > 1 and len(values) > smooth and not metric.split('/')[0].endswith(':test'):
+        values = np.convolve(values, np.ones(smooth) / smooth, mode='valid')
+        steps = steps[smooth - 1:]
+      ax.plot(steps, values, label=name, marker='o' if len(steps) < 30 else None, markersize=3)
+    ax.set_title(metric)
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out, dpi=110)
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--run', action='append', required=True, help='NAME=WORKDIR (repeatable)')
+  p.add_argument('--metrics', required=True, help='comma-separated tags, e.g. lytro:test/Qabf,train/loss')
+  p.add_argument('--out', required=True, help='PNG to write')
+  p.add_argument('--smooth', type=int, default=1, help='moving average over N logged points (training tags)')
+  args = p.parse_args(argv)
+  runs = {}
+  for spec in args.run:
+    name, sep, workdir = spec.partition('=')
+    if not sep:
+      p.error(f'--run={spec}: expected NAME=WORKDIR')
+    try:
+      runs[name] = read_scalars(pathlib.Path(workdir).expanduser())
+    except FileNotFoundError as e:
+      sys.exit(f'error: {e}')
+  metrics = args.metrics.split(',')
+  missing = [m for m in metrics if not any(m in r for r in runs.values())]
+  if missing:
+    known = sorted({t for r in runs.values() for t in r})
+    sys.exit(f'error: no run has {", ".join(missing)} (tags: {", ".join(known)})')
+  out = pathlib.Path(args.out)
+  plot(runs, metrics, out, args.smooth)
+  print(f'wrote {out}')
+
+
+if __name__ == '__main__':
+  main()
