@@ -45,7 +45,7 @@ class Task:
   name: str
   num_streams: int
   in_channels: tuple[int, ...]
-  roles: str                          # the streams in order, for messages and --help
+  stream_labels: tuple[str, ...]      # the streams in order: messages, --help, TensorBoard panel labels
   small_preset: str                   # CPU-sized model of the demo / tiny configs
   metric_names: tuple[str, ...]       # report columns in the paper's order
   lower_is_better: tuple[str, ...]
@@ -59,6 +59,11 @@ class Task:
   guided_depth: bool = False          # GDSR: raw examples are `rgb` + `depth`, the output is a depth map
   extra_input_suffixes: tuple[str, ...] = ()   # file types the fuse CLI reads besides LDR images
   official_gf_chans: int = 30         # GF_chans default of the official constructor (the converter reads it)
+  output_label: str = 'fused'         # the model output's label in the TensorBoard panel
+
+  @property
+  def roles(self) -> str:
+    return ', '.join(self.stream_labels)
 
   # ----------------------------------------------------------------------------------------------- model
   def preset(self, scale: int | None = None) -> str:
@@ -113,10 +118,15 @@ class Task:
     return output
 
   def panel(self, streams: Sequence[np.ndarray], output: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-    """inputs | output | target as one uint8 (H, W·n, 3) image (TensorBoard); `output` (H, W, C_out) float."""
+    """inputs | output | target side by side under their labels, one uint8 (H', W', 3) image (TensorBoard).
+
+    `streams` (H, W, C_k) model inputs, `output` and `target` (H, W, C_out) float.
+    """
+    from mgdn_jax import panels  # pylint: disable=g-import-not-at-top
     views = [_rgb(self._viewable_input(k, s)) for k, s in enumerate(streams)]
     views += [_rgb(o) for o in [output] + ([target] if target is not None else [])]
-    return np.concatenate([_to_uint8(v) for v in views], axis=1)
+    labels = list(self.stream_labels) + [self.output_label] + (['ground truth'] if target is not None else [])
+    return panels.labelled_row([_to_uint8(v) for v in views], labels)
 
   def _viewable_input(self, k: int, stream: np.ndarray) -> np.ndarray:
     del k
@@ -300,21 +310,21 @@ class GdsrTask(Task):
 
 
 _LDR_OUT = ('.png', '.tif', '.tiff', '.jpg', '.jpeg')
-MEF = FusionTask('mef', 2, (3, 3), 'under-exposed, over-exposed', 'tiny_fusion',
+MEF = FusionTask('mef', 2, (3, 3), ('under-exposed', 'over-exposed'), 'tiny_fusion',
                  ('CE', 'MEF_SSIM', 'Qcb', 'VIF'), ('CE',), 'MEF_SSIM', eval_padding='official',
                  output_suffixes=_LDR_OUT, eval_modes=('rgb',))
 # The paper does not say whether its MFF numbers are per channel or on rgb2gray images: both are reported.
-MFF = FusionTask('mff', 2, (3, 3), 'focused on A, focused on B', 'tiny_fusion',
+MFF = FusionTask('mff', 2, (3, 3), ('focused on A', 'focused on B'), 'tiny_fusion',
                  ('Qabf', 'EN', 'PSNR_mefb', 'PSNR', 'SSIM'), (), 'Qabf', eval_padding='official',
                  output_suffixes=_LDR_OUT, eval_modes=('rgb', 'gray'))
 # The official HDR validation runs 500×500 tiles without overlap.
-HDR = HdrTask('hdr', 3, (6, 6, 6), 'under-exposed, reference, over-exposed frame', 'tiny_hdr',
+HDR = HdrTask('hdr', 3, (6, 6, 6), ('under-exposed', 'reference', 'over-exposed'), 'tiny_hdr',
               ('psnr_mu', 'psnr_l', 'ssim_mu', 'ssim_l'), (), 'psnr_mu', eval_padding='reflect',
               output_suffixes=('.hdr', '.exr'), eval_tile=500, needs_exposures=True,
-              official_gf_chans=60)
-GDSR = GdsrTask('gdsr', 2, (3, 1), 'RGB guide, depth', 'tiny_gdsr', ('rmse_cm',), ('rmse_cm',), 'rmse_cm',
+              official_gf_chans=60, output_label='fused (μ-law)')
+GDSR = GdsrTask('gdsr', 2, (3, 1), ('RGB guide', 'depth'), 'tiny_gdsr', ('rmse_cm',), ('rmse_cm',), 'rmse_cm',
                 eval_padding='reflect', output_suffixes=('.npy', '.png', '.tif', '.tiff'),
-                guided_depth=True, extra_input_suffixes=('.npy',))
+                guided_depth=True, extra_input_suffixes=('.npy',), output_label='super-resolved depth')
 _TASKS = {t.name: t for t in (MEF, MFF, HDR, GDSR)}
 NAMES = tuple(_TASKS)     # the one list of task names
 

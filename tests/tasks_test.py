@@ -7,6 +7,7 @@ import pytest
 
 from data_pipelines import input_pipeline
 from mgdn_jax import model as model_lib
+from mgdn_jax import panels
 from mgdn_jax import tasks
 
 
@@ -95,9 +96,14 @@ def test_outputs_and_panels():
       'x.hdr', 'x_tonemapped.png']
   depth = tasks.GDSR.report_image(np.array([[[0.], [1.], [2.]]], np.float32))
   assert depth.dtype == np.uint16 and depth.tolist() == [[0, 65535, 65535]]
-  streams = [np.zeros((4, 5, 3), np.float32), np.ones((4, 5, 1), np.float32)]
-  panel = tasks.GDSR.panel(streams, np.full((4, 5, 1), 0.5, np.float32), None)
-  assert panel.shape == (4, 15, 3) and panel.dtype == np.uint8
+  streams = [np.zeros((40, 50, 3), np.float32), np.ones((40, 50, 1), np.float32)]
+  panel = tasks.GDSR.panel(streams, np.full((40, 50, 1), 0.5, np.float32), None)
+  bar = panel.shape[0] - 40
+  assert panel.dtype == np.uint8 and panel.shape == (40 + bar, 3 * 50 + 2 * panels.GAP, 3)
   # The guide is shown as a photo: ImageNet normalisation undone (0 → the mean colour).
-  np.testing.assert_array_equal(panel[0, 0], np.round(np.array([0.485, 0.456, 0.406]) * 255))
-  assert tasks.HDR.panel([np.zeros((2, 2, 6))] * 3, np.ones((2, 2, 3)), np.ones((2, 2, 3))).shape == (2, 10, 3)
+  np.testing.assert_array_equal(panel[bar, 0], np.round(np.array([0.485, 0.456, 0.406]) * 255))
+  np.testing.assert_array_equal(panel[bar:, -50:], 128)       # the output, gray
+  assert (panel[:bar] < 128).any()                            # the labels
+  hdr = tasks.HDR.panel([np.zeros((40, 50, 6))] * 3, np.ones((40, 50, 3)), np.ones((40, 50, 3)))
+  assert hdr.shape[1] == 5 * 50 + 4 * panels.GAP
+  assert tasks.HDR.roles == 'under-exposed, reference, over-exposed'
