@@ -30,7 +30,8 @@ class Protocol:
   """How the model is run and scored on one test set.
 
   padding: 'official' (MEF/MFF scripts: symmetric to the next multiple of 8) | 'reflect' | 'none'.
-  tile, overlap: run on tile×tile tiles (None: the whole image; HDR's official protocol: 500, no overlap).
+  tile, overlap: run on tile×tile tiles (HDR's official protocol: 500, no overlap). None: the whole image, never
+    tiled automatically, so the numbers do not depend on the memory free at the time.
   crop: border pixels dropped before the GDSR RMSE (6 on NYU-v2).
   modes: MEF/MFF metric modes, 'rgb' (per channel) and/or 'gray' (rgb2gray); '-' for HDR / GDSR.
   max_examples: score only the first N images (0: all, the official protocol).
