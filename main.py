@@ -57,6 +57,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top
-  host_memory.tune_and_reexec()
+  from mgdn_jax import platform  # pylint: disable=g-import-not-at-top
+  platform.tune_process()
   app.run(main)

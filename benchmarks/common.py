@@ -40,7 +40,8 @@ def load_avg() -> str:
 def machine() -> str:
   import jax  # pylint: disable=g-import-not-at-top
   d = jax.devices()[0]
-  tuned = 'malloc tuned' if os.environ.get('MGDN_MALLOC_TUNED') else 'default malloc'
+  from mgdn_jax import platform as mgdn_platform  # pylint: disable=g-import-not-at-top
+  tuned = 'malloc tuned' if mgdn_platform.malloc_tuned() else 'default malloc'
   return (f'{jax.default_backend()} / {d.device_kind} ({jax.device_count()} device(s)), {os.cpu_count()} CPU cores, '
           f'jax {jax.__version__}, python {platform.python_version()}, {tuned}')
 

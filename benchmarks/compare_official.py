@@ -45,7 +45,7 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CTOR = {
     'mef': ('MGFF', dict(GF_chans=60, embed_dim=60, depths=[6, 6], num_heads=[6, 6], window_size=8,
@@ -377,5 +377,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   main()

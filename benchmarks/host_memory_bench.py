@@ -7,7 +7,7 @@ Why: XLA:CPU maps each training step's temporary buffer (GBs) afresh and unmaps 
 sizes with mmap), so every step pays the kernel for zeroing the pages it touches first. On a bare machine that
 is memory bandwidth; in a VM whose balloon driver reports free pages to the host, pages that stayed free for a
 few seconds come back through the hypervisor, many times slower. This script measures both cases: a mapping
-is touched page by page (huge pages requested, as `mgdn_jax.host_memory` makes glibc do), unmapped, and after
+is touched page by page (huge pages requested, as `mgdn_jax.platform.tune_process` makes glibc do), unmapped, and after
 `gap` seconds of idling a new mapping of the same size is touched again. The first row is the process's first
 use of that much memory. Linux only.
 """

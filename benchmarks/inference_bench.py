@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CASES = {
     'mef_1200x800': dict(preset='mef', size=(800, 1200), tile=None, overlap=0),
@@ -97,5 +97,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   main()

@@ -10,8 +10,8 @@ Times are the median of --repeats calls after one warm-up call. `exec MB` is the
 `memory_analysis()`: temp + argument + output bytes (deterministic; the peak live set XLA planned). `compile s` is
 trace + lower + XLA compile of the forward+backward function. The process RSS high-water mark is printed once at
 the end (it accumulates over all cases of one process, so per-case RSS comes from train_bench.py's isolated runs).
-Filter rows: `ops.dynamic_filter` (custom VJP), `ops.dynamic_filter_reference` (the same forward, JAX autodiff)
-and `ops.dynamic_filter_patches` (unfold formulation) at MEF sizes, N=4, 128², C=60, k=7.
+Filter rows: `ops.dynamic_filter` (custom VJP), `baselines.dynamic_filter_autodiff` (the same forward, JAX
+autodiff) and `baselines.dynamic_filter_patches` (unfold formulation) at MEF sizes, N=4, 128², C=60, k=7.
 """
 import argparse
 import os
@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PRESETS = tuple(p for name in tasks.NAMES for p in tasks.get(name).presets())
@@ -36,15 +36,18 @@ def model_rows(task: str, batch: int, size: int, repeats: int) -> list:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import kernels  # pylint: disable=g-import-not-at-top
   from mgdn_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import compile_options  # pylint: disable=g-import-not-at-top
   cfg = model_lib.model_config(task)
-  graphdef, params = nnx.split(model_lib.create_model(cfg))
+  target = jax.devices()[0].platform  # every case runs on this device
+  model = model_lib.create_model(cfg)
+  kernels.set_gradients(model, platform.resolve_gradients('auto', target))  # as the training step
+  graphdef, params = nnx.split(model)
   rng = np.random.default_rng(0)
   streams = [jnp.asarray(rng.random((batch, size, size, c), dtype=np.float32)) for c in cfg.in_channels]
   fwd = jax.jit(lambda p, *s: nnx.merge(graphdef, p)(*s)[0])  # as inference
   grad = jax.jit(jax.grad(lambda p, *s: jnp.sum(nnx.merge(graphdef, p)(*s)[0])),
-                 compiler_options=compile_options.train_compiler_options())  # as the training step
+                 compiler_options=platform.train_compiler_options(True, target))  # as the training step
   f = _timed(fwd, (params, *streams), repeats)
   b = _timed(grad, (params, *streams), repeats)
   return [task, batch, f'{size}²', f['time_s'] * 1e3, b['time_s'] * 1e3, f['mem_mb'], b['mem_mb'],
@@ -55,13 +58,14 @@ def filter_rows(n: int, size: int, channels: int, repeats: int) -> list:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks import baselines  # pylint: disable=g-import-not-at-top
   from mgdn_jax import ops  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.random((n, size, size, channels), dtype=np.float32))
   k = jnp.asarray(rng.standard_normal((n, size, size, 49), dtype=np.float32))
   rows = []
-  for name, op in (('custom VJP (model)', ops.dynamic_filter), ('autodiff', ops.dynamic_filter_reference),
-                   ('patches (unfold)', ops.dynamic_filter_patches)):
+  for name, op in (('custom VJP (model)', ops.dynamic_filter), ('autodiff', baselines.dynamic_filter_autodiff),
+                   ('patches (unfold)', baselines.dynamic_filter_patches)):
     f = _timed(jax.jit(lambda a, b, op=op: op(a, b, 7)), (x, k), repeats)
     b = _timed(jax.jit(jax.grad(lambda a, b, op=op: jnp.sum(op(a, b, 7)), argnums=(0, 1))), (x, k), repeats)
     rows.append([name, f'{n} × {size}² × {channels}', f['time_s'] * 1e3, b['time_s'] * 1e3, f['mem_mb'],
@@ -102,5 +106,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   main()

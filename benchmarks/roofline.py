@@ -83,9 +83,13 @@ def _bytes(aval) -> int:
   return _size(aval) * aval.dtype.itemsize if hasattr(aval, 'dtype') else 0
 
 
+# The name scope both directions of `mgdn_jax.ops.window_attention` run under: the ops whose (T, T) score matrices a
+# flash-attention kernel would keep on chip.
+ATTENTION_SCOPE = 'window_attention'
+
+
 def _in_attention(eqn) -> bool:
-  from mgdn_jax.ops import attention  # pylint: disable=g-import-not-at-top  (jax loads in the measuring process)
-  return attention.SCOPE in str(eqn.source_info.name_stack)
+  return ATTENTION_SCOPE in str(eqn.source_info.name_stack)
 
 
 def _is_score(aval, tokens: int) -> bool:
@@ -173,12 +177,13 @@ def traced_cost(traced, chip: dict | None = None, tokens: int = 0, by_op: dict |
 
 
 def step_cost(task: str, batch: int, size: int, dtype: str = 'bfloat16', chip: dict | None = None,
-              microbatch_size: int = 0, by_op: dict | None = None) -> tuple[Cost, int]:
+              microbatch_size: int = 0, by_op: dict | None = None, gradients: str = 'autodiff') -> tuple[Cost, int]:
   """(Cost, window tokens T) of the training loop's step for `configs/<task>.py` at (batch, size)."""
   import jax  # pylint: disable=g-import-not-at-top
   from benchmarks import train_bench  # pylint: disable=g-import-not-at-top
   from mgdn_jax import sharding, train  # pylint: disable=g-import-not-at-top
-  config = train_bench.train_config(task, batch, size, dtype=dtype, microbatch_size=microbatch_size)
+  config = train_bench.train_config(task, batch, size, dtype=dtype, microbatch_size=microbatch_size,
+                                    gradients=gradients)
   built = train.build(config, sharding.make_mesh(jax.devices()[:1]))
   m = config.model
   tokens = m.window_size ** 2 if 'window_size' in m else 0
@@ -215,22 +220,23 @@ def main() -> None:
   p.add_argument('--sizes', default='128')
   p.add_argument('--dtype', default='bfloat16', choices=('float32', 'bfloat16'))
   p.add_argument('--ops_gradients', default='autodiff', choices=('autodiff', 'custom'),
-                 help="backward passes of dense/conv/depthwise ops: 'autodiff' = what accelerators run "
-                      "(mgdn_jax/ops/gradients.py), 'custom' = the XLA:CPU-tuned ones")
+                 help="config.gradients of the step: 'autodiff' = what accelerators run, 'custom' = the XLA:CPU-tuned "
+                      "VJPs ('tuned_cpu', mgdn_jax/kernels)")
   p.add_argument('--peak_tflops', type=float, default=H100['peak_tflops'], help='dense tensor-core peak')
   p.add_argument('--hbm_tb_s', type=float, default=H100['hbm_tb_s'], help='memory bandwidth, TB/s')
   p.add_argument('--vector_tflops', type=float, default=H100['vector_tflops'], help='non-tensor-core peak')
   p.add_argument('--breakdown', type=int, default=0, help='also list the N costliest dot/convolution kinds')
   p.add_argument('--json_out', default='')
   args = p.parse_args()
-  os.environ['MGDN_OPS_GRADIENTS'] = args.ops_gradients  # read when the step is traced
+  gradients = 'tuned_cpu' if args.ops_gradients == 'custom' else 'autodiff'
   chip = dict(peak_tflops=args.peak_tflops, hbm_tb_s=args.hbm_tb_s, vector_tflops=args.vector_tflops)
   rows, breakdowns = [], []
   for task in args.tasks.split(','):
     for batch in map(int, args.batches.split(',')):
       for size in map(int, args.sizes.split(',')):
         by_op = {}
-        c, tokens = step_cost(task, batch, size, args.dtype, chip, microbatch_size=batch, by_op=by_op)
+        c, tokens = step_cost(task, batch, size, args.dtype, chip, microbatch_size=batch, by_op=by_op,
+                              gradients=gradients)
         if args.breakdown:
           breakdowns.append(f'{task}, {batch} × {size}²: {c.matmul_calls:.0f} dot/convolution calls per step\n\n'
                             + breakdown_table(by_op, c, args.breakdown))

@@ -6,12 +6,14 @@
   python benchmarks/train_bench.py --without_mi_loss --no_hdr_inference   # the step without the masked-MI loss
   python benchmarks/train_bench.py --dtype=bfloat16 --steps=10 --no_hdr_inference   # bf16 compute (accelerators)
   python benchmarks/train_bench.py --microbatch_size=4 --no_hdr_inference   # batch 4 in one piece (CPU default: 2)
+  python benchmarks/train_bench.py --gradients=autodiff --no_hdr_inference  # the accelerators' backward on any device
 
 Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
 L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
 `configs/<task>.py` at batch 4, 128² patches, on one device. Inputs are random (time does not depend on values).
 Micro-batches: the step's own default (`config.microbatch_size = 0`: 2 images per micro-batch on CPU, the whole
-batch on accelerators; mgdn_jax/microbatch.py), or --microbatch_size.
+batch on accelerators; mgdn_jax/platform.py), or --microbatch_size. Backward passes of the conv/linear layers:
+`config.gradients` ('auto': the XLA:CPU-tuned VJPs on CPU, autodiff elsewhere), or --gradients.
 FLOP/s and MFU use the step's FLOPs counted from its jaxpr (benchmarks/roofline.py: every dot, convolution and
 arithmetic op, loops times their trip count; the same count on every backend). XLA's own count
 (`cost_analysis()`, × micro-batches) is shown beside it: it counts loop bodies once (the per-tap loops of the
@@ -30,18 +32,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mgdn_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 
 def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32',
-                 microbatch_size: int = 0):
+                 microbatch_size: int = 0, gradients: str = 'auto'):
   config = importlib.import_module(f'configs.{task}').get_config()
   config.batch_size = batch
   config.patch_size = size
   config.model.dtype = dtype  # compute dtype; parameters, optimizer state and losses stay f32
   config.microbatch_size = microbatch_size
+  config.gradients = gradients
   if without_mi_loss:
     config.mi_weight = 0.  # the step then skips the masked-MI loss (and its gradient) altogether
   return config
@@ -58,15 +61,16 @@ def batch_shapes(config) -> dict:
 
 
 def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
-              without_mi_loss: bool = False, dtype: str = 'float32', microbatch_size: int = 0) -> dict:
+              without_mi_loss: bool = False, dtype: str = 'float32', microbatch_size: int = 0,
+              gradients: str = 'auto') -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import microbatch, sharding, train  # pylint: disable=g-import-not-at-top
-  config = train_config(task, batch, size, without_mi_loss, dtype, microbatch_size)
+  from mgdn_jax import kernels, sharding, train  # pylint: disable=g-import-not-at-top
+  config = train_config(task, batch, size, without_mi_loss, dtype, microbatch_size, gradients)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  microbatches = microbatch.num_microbatches(config, mesh)
   t = time.perf_counter()
   built = train.build(config, mesh)
+  microbatches = built.plan.microbatches
   state = train.create_state(built)
   setup_s = time.perf_counter() - t
   rng = np.random.default_rng(0)
@@ -92,17 +96,12 @@ def run_train(task: str, batch: int, size: int, steps: int, peak_tflops: float,
   flops_s = flops / step_s
   return dict(kind='train', task=task, batch=batch, size=size, microbatches=microbatches, dtype=dtype,
               mi_loss=not without_mi_loss,
-              ops_gradients=_ops_gradients(), **timing,
+              ops_gradients='custom' if built.plan.gradients == kernels.TUNED_CPU else 'autodiff', **timing,
               steps_per_s=1 / step_s, images_per_s=batch / step_s,
               step_gflop=flops / 1e9, xla_gflop=xla_flops / 1e9 if xla_flops else None,
               gflops_per_s=flops_s / 1e9, mfu=flops_s / peak if peak else None, mem_mb=stats['mem_mb'],
               compile_s=stats['compile_s'], setup_s=setup_s, rss_mb=common.peak_rss_mb(),
               device_peak_mb=common.device_peak_mb(), load=common.load_avg(), machine=common.machine())
-
-
-def _ops_gradients() -> str:
-  from mgdn_jax.ops import gradients  # pylint: disable=g-import-not-at-top
-  return 'custom' if gradients.use_custom_gradients() else 'autodiff'
 
 
 def run_hdr_inference(height: int, width: int, repeats: int) -> dict:
@@ -179,6 +178,8 @@ def main() -> None:
                  help='compute dtype of the model (config.model.dtype); parameters and Adam state stay f32')
   p.add_argument('--microbatch_size', type=int, default=0,
                  help='config.microbatch_size: images per sequential micro-batch (0 = the default for the backend)')
+  p.add_argument('--gradients', default='auto', choices=('auto', 'tuned_cpu', 'autodiff'),
+                 help="config.gradients: backward passes of the conv/linear layers (mgdn_jax/kernels)")
   p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
   p.add_argument('--without_mi_loss', action='store_true',
                  help="config.mi_weight = 0: the official step's work (it has no MI loss), to see what the loss costs")
@@ -194,13 +195,13 @@ def main() -> None:
       res = run_hdr_inference(h, w, args.hdr_repeats)
     else:
       res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops,
-                      args.without_mi_loss, args.dtype, args.microbatch_size)
+                      args.without_mi_loss, args.dtype, args.microbatch_size, args.gradients)
     print(json.dumps(res), flush=True)
     return
   passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
                  f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
                  f'--hdr_repeats={args.hdr_repeats}', f'--dtype={args.dtype}',
-                 f'--microbatch_size={args.microbatch_size}']
+                 f'--microbatch_size={args.microbatch_size}', f'--gradients={args.gradients}']
   passthrough += ['--without_mi_loss'] * args.without_mi_loss
   train_rows, hdr_rows = [], []
   for task in [t for t in args.tasks.split(',') if t]:
@@ -226,5 +227,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   main()

@@ -21,7 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.batch_size = 8                    # global, over all devices and processes
   c.microbatch_size = 0               # images per sequential micro-batch of a step (its gradient is accumulated
                                       # over them: same update, less memory); 0 = auto: 2 per device on CPU
-                                      # (faster there), the whole batch on accelerators (mgdn_jax/microbatch.py)
+                                      # (faster there), the whole batch on accelerators (mgdn_jax/platform.py)
+  c.gradients = 'auto'                # backward of the conv/linear layers: 'tuned_cpu' (XLA:CPU custom VJPs,
+                                      # mgdn_jax/kernels) | 'autodiff' | 'auto' = tuned_cpu iff the mesh is CPU
+  c.xla_cpu_ynn_fusion = True         # CPU meshes only: compile the train step with YNNPACK's matmul-epilogue
+                                      # fusion (smaller plans, equal speed; mgdn_jax/platform.py)
   c.patch_size = 128                  # square training crops (GDSR: HR crop)
   c.num_train_steps = 10_000
   c.learning_rate = 2e-4

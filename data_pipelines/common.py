@@ -10,12 +10,27 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from mgdn_jax import image_io
+
 # Extensions accepted by the official MEF/MFF scripts, plus .tiff (MEFB ships .tif; .tiff is harmless).
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.tif', '.tiff')
 
 
 class DataError(ValueError):
   """A one-line problem with a dataset's files (raised before anything is written)."""
+
+
+def check_pixel_limit(path: pathlib.Path) -> None:
+  """Raises when the file's header gives more pixels than the one limit of every reader (`image_io.MAX_PIXELS`).
+
+  A header that cannot be read is left to the decoder that follows, which names the problem.
+  """
+  try:
+    image_io.image_size(path)
+  except image_io.PixelLimitError as e:
+    raise DataError(str(e)) from None
+  except image_io.InputError:
+    pass
 
 
 def is_image(path: pathlib.Path) -> bool:
@@ -43,6 +58,7 @@ def _check_8bit(im: Image.Image, path) -> None:
 
 def read_rgb8(path: pathlib.Path) -> np.ndarray:
   """Decodes an 8-bit image as uint8 RGB (H, W, 3); grey becomes RGB, alpha is dropped (as OpenCV reads it)."""
+  check_pixel_limit(path)
   try:
     with Image.open(path) as im:
       _check_8bit(im, path)
@@ -80,6 +96,7 @@ def encoded_rgb8(path: pathlib.Path) -> tuple[bytes, tuple[int, int]]:
 def read_rgb16_tiff(path: pathlib.Path) -> np.ndarray:
   """Reads a 16-bit RGB TIFF as uint16 (H, W, 3)."""
   import tifffile  # Only the HDR builder needs it.
+  check_pixel_limit(path)
   try:
     arr = tifffile.imread(path)
   except Exception as e:
@@ -94,7 +111,7 @@ def read_rgb16_tiff(path: pathlib.Path) -> np.ndarray:
 def check_same_size(name: str, paths, shapes) -> None:
   """Raises when the streams of one scene differ in size."""
   if len(set(tuple(s) for s in shapes)) > 1:
-    sizes = ', '.join(f'{p.name} {s[0]}x{s[1]}' for p, s in zip(paths, shapes))
+    sizes = ', '.join(f'{p} {s[0]}x{s[1]}' for p, s in zip(paths, shapes))
     raise DataError(f'{name}: streams of different sizes ({sizes})')
 
 
@@ -129,6 +146,7 @@ def gdsr_features() -> tfds.features.FeaturesDict:
 def probe_rgb8(path: pathlib.Path) -> tuple[tuple[int, int], float]:
   """(H, W) and mean brightness of an 8-bit image, decoding JPEGs at 1/8 scale (fast, yet the whole stream is
   parsed, so truncated or corrupt files are still caught)."""
+  check_pixel_limit(path)
   try:
     with Image.open(path) as im:
       size = (im.size[1], im.size[0])

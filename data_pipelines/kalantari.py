@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines import common
-from data_pipelines import rgbe
+from mgdn_jax import image_io
 
 SPLIT_FOLDERS = {'train': 'Training', 'test': 'Test'}
 
@@ -40,6 +40,7 @@ def read_exposures(path: pathlib.Path) -> np.ndarray:
 
 def _tiff_header(path: pathlib.Path) -> tuple[tuple[int, int], np.dtype, int]:
   import tifffile
+  common.check_pixel_limit(path)
   try:
     with tifffile.TiffFile(path) as tif:
       page = tif.pages[0]
@@ -54,6 +55,21 @@ def _tiff_header(path: pathlib.Path) -> tuple[tuple[int, int], np.dtype, int]:
   return shape[:2], dtype, channels
 
 
+def _hdr_size(path: pathlib.Path) -> tuple[int, int]:
+  try:
+    return image_io.image_size(path, 'HDR image')
+  except image_io.InputError as e:
+    raise common.DataError(str(e)) from None
+
+
+def read_target(path: pathlib.Path) -> np.ndarray:
+  """The ground truth `HDRImg.hdr` as float32 linear RGB, decoded as the official evaluation reads it."""
+  try:
+    return image_io.read_hdr(path)
+  except image_io.InputError as e:
+    raise common.DataError(str(e)) from None
+
+
 def scan_scene(folder: pathlib.Path) -> list[pathlib.Path]:
   """Checks one scene from file headers; returns its three TIFFs in stream order."""
   tiffs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in ('.tif', '.tiff'))
@@ -63,7 +79,7 @@ def scan_scene(folder: pathlib.Path) -> list[pathlib.Path]:
   hdr = folder / 'HDRImg.hdr'
   if not hdr.is_file():
     raise common.DataError(f'{hdr}: missing ground-truth HDR image')
-  shapes = [_tiff_header(p)[0] for p in tiffs] + [rgbe.read_hdr_shape(hdr)]
+  shapes = [_tiff_header(p)[0] for p in tiffs] + [_hdr_size(hdr)]
   common.check_same_size(folder.name, tiffs + [hdr], shapes)
   return tiffs
 
@@ -108,7 +124,7 @@ class Kalantari(tfds.core.GeneratorBasedBuilder):
     for name, folder, tiffs in scenes:
       example = {f'image_{k}': common.read_rgb16_tiff(p) for k, p in enumerate(tiffs)}
       example['exposures'] = read_exposures(folder / 'exposure.txt')
-      target = rgbe.read_hdr(folder / 'HDRImg.hdr')
+      target = read_target(folder / 'HDRImg.hdr')
       if target.shape != example['image_1'].shape:
         raise common.DataError(f'{folder / "HDRImg.hdr"}: size {target.shape} differs from the TIFFs')
       example['target'] = target

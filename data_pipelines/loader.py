@@ -1,11 +1,17 @@
 """Finding, preparing and opening the TFDS datasets of the project (without TensorFlow)."""
+import contextlib
+import fcntl
+import logging
 import os
 import pathlib
 import shutil
+import tempfile
 
 import tensorflow_datasets as tfds
 
 from data_pipelines import common
+
+log = logging.getLogger(__name__)
 
 # Builders that need no manual_dir: they prepare themselves whenever they are missing.
 SELF_PREPARING = ('mgdn_demo',)
@@ -42,12 +48,32 @@ def _builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
     raise common.DataError(f'dataset {name!r}: {str(e).splitlines()[0]}') from None
 
 
+@contextlib.contextmanager
+def _preparation_lock(root: pathlib.Path, name: str):
+  """An exclusive lock on the data_dir, held while one process prepares and publishes a dataset into it.
+
+  The folder itself is locked, so no lock file is left behind; the kernel releases the lock when its holder
+  exits, killed or not. Preparations into one data_dir therefore run one at a time.
+  """
+  fd = os.open(root, os.O_RDONLY)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      log.warning('waiting for another process preparing a dataset in %s (to prepare %s)', root, name)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)
+
+
 def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuilder:
   """Prepares dataset `name` ('lytro', 'mgdn_demo/mef', …) as array_record; a no-op when already prepared.
 
   `manual_dir` is either the root holding the dataset's folder (manual_dir/<name>) or that folder itself.
-  On failure nothing is left in data_dir: the builders validate the whole folder before writing, and whatever
-  TFDS created for this dataset is removed.
+  The dataset is built in a private temporary folder inside data_dir and published with one atomic rename, under
+  a lock: a concurrent prepare of the same dataset waits, then reuses what the first one published. On failure
+  only the temporary folder is removed; nothing that was in data_dir before is touched.
   """
   builder = _builder(name, data_dir)
   if builder.is_prepared():
@@ -63,19 +89,28 @@ def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuild
     if not any(folder.iterdir()):
       raise common.DataError(f'dataset {name}: manual_dir {folder} is empty ({_how(name)})')
     download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(folder))
-  dataset_dir = pathlib.Path(builder.data_dir_root) / base
-  downloads_dir = pathlib.Path(builder.data_dir_root) / 'downloads'
-  existed = dataset_dir.exists(), downloads_dir.exists()
+  root = pathlib.Path(builder.data_dir_root)
   try:
-    builder.download_and_prepare(download_config=download_config)
-  except BaseException:
-    # TFDS removes its incomplete.* folder itself; remove the folders it created around it.
-    if not existed[0]:
-      shutil.rmtree(dataset_dir, ignore_errors=True)
-    if not existed[1] and downloads_dir.is_dir() and not any(p.is_file() for p in downloads_dir.rglob('*')):
-      shutil.rmtree(downloads_dir, ignore_errors=True)
-    raise
-  return builder
+    root.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise common.DataError(f'dataset {name}: cannot create data_dir {root}: {e.strerror}') from None
+  with _preparation_lock(root, name):
+    builder = _builder(name, data_dir)
+    if builder.is_prepared():  # published by another process while this one waited
+      return builder
+    final = pathlib.Path(builder.data_dir)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):  # rename replaces an empty folder
+      raise common.DataError(f'dataset {name}: {final} exists but holds no prepared dataset; move it away and '
+                             'prepare again')
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.prepare-{base}-', dir=root))
+    try:
+      staged = _builder(name, staging)
+      staged.download_and_prepare(download_config=download_config)
+      final.parent.mkdir(parents=True, exist_ok=True)
+      os.rename(staged.data_dir, final)
+    finally:
+      shutil.rmtree(staging, ignore_errors=True)
+  return _builder(name, data_dir)
 
 
 def _how(name: str) -> str:

@@ -16,6 +16,7 @@ NUM_IMAGES = 1449
 
 
 def _load_depth(path: pathlib.Path) -> np.ndarray:
+  common.check_pixel_limit(path)
   try:
     depth = np.load(path, allow_pickle=False)
   except Exception as e:

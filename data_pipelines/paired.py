@@ -13,10 +13,20 @@ from data_pipelines import common
 _SUFFIX = re.compile(r'^(?P<scene>.+?)[-_](?P<letter>[A-Za-z])$')
 
 
+def _by_stem(folder: pathlib.Path) -> dict[str, pathlib.Path]:
+  """The images of `folder` by file stem; two files of one stem (X.png and X.jpg) would pair ambiguously."""
+  files = {}
+  for path in common.list_images(folder):
+    if path.stem in files:
+      raise common.DataError(f'{files[path.stem]} and {path}: two images of one name (keep one of them)')
+    files[path.stem] = path
+  return files
+
+
 def scan_ab_folders(folder: pathlib.Path) -> list[tuple[str, list[pathlib.Path]]]:
   """`folder/A/<n>.*` and `folder/B/<n>.*`, paired by file stem; every file must have its partner."""
-  a_files = {p.stem: p for p in common.list_images(folder / 'A')}
-  b_files = {p.stem: p for p in common.list_images(folder / 'B')}
+  a_files = _by_stem(folder / 'A')
+  b_files = _by_stem(folder / 'B')
   for stem, path in sorted({**b_files, **a_files}.items()):
     if stem not in a_files or stem not in b_files:
       other = 'A' if stem not in a_files else 'B'
@@ -68,7 +78,13 @@ def scan_pairs(folder: pathlib.Path, what: str) -> list[tuple[str, list[pathlib.
 
 
 def validate(scenes) -> None:
-  """Decodes every image; raises on unreadable files and on streams of different sizes within a scene."""
+  """Decodes every image; raises on unreadable files, on streams of different sizes within a scene and on two
+  scenes of one name (names are the dataset's keys, e.g. lytro-02 and lytro_02 both become lytro_02)."""
+  first = {}
+  for name, paths in scenes:
+    if name in first:
+      raise common.DataError(f'{first[name]} and {paths[0]}: both give the scene name {name} (keep one of them)')
+    first[name] = paths[0]
   for name, paths in scenes:
     shapes = [common.read_rgb8(p).shape[:2] for p in paths]
     common.check_same_size(name, paths, shapes)

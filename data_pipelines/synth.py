@@ -7,6 +7,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from mgdn_jax import image_io
+
 BLUR_SIZE = 7
 BLUR_SIGMA = 2.0
 
@@ -59,7 +61,7 @@ def drpl_pair(sharp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _srgb_to_linear(img8: np.ndarray) -> np.ndarray:
-  return (img8.astype(np.float32) / 255.0) ** 2.2
+  return image_io.to_float32(img8) ** 2.2
 
 
 def _linear_to_uint(lin: np.ndarray, maxval: int, dtype) -> np.ndarray:

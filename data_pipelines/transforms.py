@@ -1,7 +1,7 @@
 """Per-example transforms of the input pipelines (numpy, HWC): crops, flips/rotations, task encodings.
 
 Task encodings follow the official MGDN protocols (reference §10):
-* MEF/MFF: uint8 / 255;
+* MEF/MFF: uint8 / 255 (`image_io.to_float32`, the one integer → float conversion);
 * HDR: each LDR frame L = uint16 / 65535 becomes [L, L^2.2 / 2^EV] (6 channels), the target is linear HDR;
 * GDSR: min–max normalised depth, PIL bicubic down by the scale (mode 'F'), torch-style bicubic up,
   ImageNet-normalised RGB.
@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
+
+from mgdn_jax import image_io
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -47,25 +49,16 @@ def random_crop_and_augment(arrays: Mapping[str, np.ndarray], rng: np.random.Gen
   return {k: augment(v[y:y + patch, x:x + patch], mode) for k, v in arrays.items()}
 
 
-def to_float(img: np.ndarray) -> np.ndarray:
-  """uint8 → /255, uint16 → /65535, float32 unchanged; float32 out."""
-  if img.dtype == np.uint8:
-    return img.astype(np.float32) / np.float32(255.0)
-  if img.dtype == np.uint16:
-    return img.astype(np.float32) / np.float32(65535.0)
-  return img.astype(np.float32)
-
-
 def hdr_stream(ldr: np.ndarray, ev: float, gamma: float = 2.2) -> np.ndarray:
   """(H, W, 3) uint16 LDR frame → (H, W, 6) float32 [L, L^gamma / 2^EV]."""
-  lin = to_float(ldr)
+  lin = image_io.to_float32(ldr)
   hdr = lin**np.float32(gamma) / np.float32(2.0**ev)
   return np.concatenate([lin, hdr.astype(np.float32)], axis=-1)
 
 
 def imagenet_normalize(rgb: np.ndarray) -> np.ndarray:
   """(H, W, 3) uint8 → (x/255 − mean) / std, float32."""
-  return (to_float(rgb) - IMAGENET_MEAN) / IMAGENET_STD
+  return (image_io.to_float32(rgb) - IMAGENET_MEAN) / IMAGENET_STD
 
 
 def minmax_normalize(depth: np.ndarray) -> tuple[np.ndarray, np.float32, np.float32]:

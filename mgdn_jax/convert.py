@@ -10,6 +10,7 @@ The name table follows MGDN_REFERENCE §8–9: OIHW convs → HWIO, Linear (out,
 (6, 1, 1) → (6,). Buffers (`relative_position_index`, `attn_mask`) are recomputed by the model, and the official
 unused parameters (`patch_embed.norm.*`, `norm.*`, `adjust_channel_03.*` of 2-stream nets) are skipped.
 """
+import os
 import re
 from collections.abc import Mapping
 
@@ -86,11 +87,29 @@ def strip_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {k[len("module."):] if k.startswith("module.") else k: np.asarray(v) for k, v in state_dict.items()}
 
 
+def _dimensions(cfg: Mapping) -> tuple:
+  return (int(cfg["embed_dim"]), tuple(int(d) for d in cfg["depths"]), tuple(int(h) for h in cfg["num_heads"]),
+          int(cfg.get("window_size", 8)), float(cfg.get("mlp_ratio", 4.0)))
+
+
+def check_task(official_kwargs: Mapping, task: str) -> None:
+  """Refuses weights with exactly another task's official dimensions (MEF and MFF share one network class, so
+  MFF weights would otherwise load silently as an MEF model); other dimensions are custom models and pass."""
+  dims = _dimensions(official_kwargs)
+  if dims == _dimensions(model_lib.model_config(TASK_PRESET[task])):
+    return
+  for other, preset in TASK_PRESET.items():
+    if other != task and dims == _dimensions(model_lib.model_config(preset)):
+      raise ValueError(f"the weights have the official {other} network's dimensions (embed_dim {dims[0]}, depths "
+                       f"{list(dims[1])}), not {task}'s: pass --task={other}")
+
+
 def model_config_from_official(official_kwargs: Mapping, task: str):
   """Our model config for the official constructor arguments (MGDN_REFERENCE §1)."""
   if task not in tasks.NAMES:
     raise ValueError(f"task must be one of {sorted(tasks.NAMES)}, got {task!r}")
   kw = dict(official_kwargs)
+  check_task(kw, task)
   embed_dim = int(kw.get("embed_dim", 96))
   gf = int(kw.get("GF_chans", tasks.get(task).official_gf_chans))
   if gf != embed_dim:
@@ -102,12 +121,22 @@ def model_config_from_official(official_kwargs: Mapping, task: str):
       mlp_ratio=float(kw.get("mlp_ratio", 4.0)))
 
 
+def _entry(sd: Mapping[str, np.ndarray], key: str, ndim: int) -> np.ndarray:
+  if key not in sd:
+    raise ValueError(f"state_dict has no {key}: not a complete official MGDN checkpoint")
+  if np.ndim(sd[key]) != ndim:
+    raise ValueError(f"{key} has shape {np.shape(sd[key])}, expected {ndim} dimensions")
+  return sd[key]
+
+
 def infer_official_kwargs(state_dict: Mapping[str, np.ndarray]) -> dict:
   """Reads embed_dim, depths, num_heads, window_size and mlp_ratio off an official state_dict."""
   sd = strip_prefix(state_dict)
   first = sd.get("inconv1.weight", sd.get("conv1.weight"))
   if first is None:
     raise ValueError("state_dict has neither inconv1.weight nor conv1.weight: not an official MGDN checkpoint")
+  if np.ndim(first) != 4:
+    raise ValueError(f"its first convolution has shape {np.shape(first)}, expected 4 dimensions")
   embed_dim = first.shape[0]
   depths, heads = [], []
   i = 0
@@ -115,13 +144,13 @@ def infer_official_kwargs(state_dict: Mapping[str, np.ndarray]) -> dict:
     blocks = {int(m.group(1)) for k in sd
               if (m := re.match(rf"layers\.{i}\.residual_group\.blocks\.(\d+)\.", k))}
     depths.append(len(blocks))
-    heads.append(sd[f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"].shape[1])
+    heads.append(_entry(sd, f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table", 2).shape[1])
     i += 1
   if not depths:
     raise ValueError("state_dict has no layers.0.*: not an official MGDN checkpoint")
-  table = sd["layers.0.residual_group.blocks.0.attn.relative_position_bias_table"].shape[0]
+  table = _entry(sd, "layers.0.residual_group.blocks.0.attn.relative_position_bias_table", 2).shape[0]
   window = (int(round(np.sqrt(table))) + 1) // 2
-  hidden = sd["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[0]
+  hidden = _entry(sd, "layers.0.residual_group.blocks.0.mlp.fc1.weight", 2).shape[0]
   return dict(GF_chans=embed_dim, embed_dim=embed_dim, depths=depths, num_heads=heads, window_size=window,
               mlp_ratio=hidden / embed_dim)
 
@@ -179,10 +208,15 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   """Reads an official checkpoint: `.npz` (no torch needed) or `.pth`/`.pt` (needs torch)."""
   if path.endswith(".npz"):
     try:
+      with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+          raise ValueError("not an .npz archive (a zip file of .npy arrays)")
       with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-      raise ValueError(f"cannot read {path}: {e}") from None
+    except Exception as e:  # pylint: disable=broad-except  (zipfile, zlib and numpy raise many kinds of errors)
+      reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e)
+                else type(e).__name__)
+      raise ValueError(f"cannot read {path}: {reason}") from None
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -204,11 +238,22 @@ def export_config(task: str, model_cfg, scale: int | None = None):
   return config
 
 
+def _publish(out: str, model, config) -> None:
+  """Saves into a private staging folder beside `out`, then renames it onto `out` (absent or empty) in one step,
+  so `out` is never half-written and nothing of the user's is removed."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", dir=os.path.dirname(out))
+  try:
+    checkpoint.save_model(os.path.join(staging, "model"), model, config)
+    os.rename(os.path.join(staging, "model"), out)  # replaces an empty folder; refuses one that is not
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def main(argv=None) -> None:
   import argparse  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
 
   parser = argparse.ArgumentParser(
       prog="python -m mgdn_jax.convert",
@@ -220,26 +265,27 @@ def main(argv=None) -> None:
   parser.add_argument("--scale", type=int, choices=tasks.GDSR_SCALES, default=None,
                       help="GDSR scale the weights were trained for (stored in the exported config)")
   args = parser.parse_args(argv)
+  out = os.path.abspath(args.out)
+  parent = os.path.dirname(out)
   if not os.path.isfile(args.official):
     parser.exit(2, f"error: --official {args.official}: no such file\n")
-  if os.path.exists(args.out) and os.listdir(args.out):
-    parser.exit(2, f"error: --out {args.out} exists and is not empty\n")
+  if os.path.exists(out) and not (os.path.isdir(out) and not os.listdir(out)):
+    parser.exit(2, f"error: --out {args.out} exists and is not an empty folder\n")
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+    parser.exit(2, f"error: --out {args.out}: folder {parent} does not exist or is not writable\n")
   try:
     state_dict = read_state_dict(args.official)
+  except ValueError as e:
+    parser.exit(2, f"error: {e}\n")  # names the file
+  try:
     kwargs = infer_official_kwargs(state_dict)
     model = from_official(state_dict, kwargs, args.task)
   except ValueError as e:
     parser.exit(2, f"error: {args.official}: {e}\n")
-  tmp = args.out.rstrip("/") + ".partial"
-  shutil.rmtree(tmp, ignore_errors=True)
   try:
-    config = export_config(args.task, model_config_from_official(kwargs, args.task), args.scale)
-    checkpoint.save_model(os.path.abspath(tmp), model, config)
-    if os.path.exists(args.out):
-      os.rmdir(args.out)
-    os.replace(tmp, args.out)  # nothing half-written is left under --out
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    _publish(out, model, export_config(args.task, model_config_from_official(kwargs, args.task), args.scale))
+  except OSError as e:
+    parser.exit(2, f"error: --out {args.out}: {e.strerror or e}\n")
   print(f"wrote {args.out}: task={args.task}, official kwargs {kwargs}, "
         f"{model_lib.count_params(model):,} parameters")
 

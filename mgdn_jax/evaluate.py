@@ -17,12 +17,13 @@ MFF is reported both per channel ('rgb') and on rgb2gray ('gray'), since the pap
 """
 import argparse
 import logging
+import os
 import pathlib
 import sys
 from typing import Sequence
 
 from mgdn_jax import evaluation
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import tasks
 from mgdn_jax.metrics import folders
 from mgdn_jax.metrics import scenes as scenes_lib
@@ -123,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
+def _check_output_dir(path) -> None:
+  """Fails before any compute when the report folder cannot be made: its nearest existing ancestor must be a
+  writable folder."""
+  path = pathlib.Path(path).absolute()
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if not existing.is_dir():
+    raise ValueError(f'--output_dir {path}: {existing} is a file, not a folder')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'--output_dir {path}: folder {existing} is not writable')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
   args = _parser().parse_args(argv)
@@ -132,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        args.jpeg_quality)
   default_out = lambda name: pathlib.Path('eval_results') / evaluation.safe_name(name.split(':')[0])  # noqa: E731
   try:
+    _check_output_dir(args.output_dir or 'eval_results')
     if args.checkpoint:
       from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
       # A training workdir is evaluated with the weights its training evaluated (EMA unless the config says not).
@@ -169,5 +182,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

@@ -19,7 +19,7 @@ import sys
 
 import tqdm
 
-from mgdn_jax import host_memory
+from mgdn_jax import platform
 from mgdn_jax import image_io
 from mgdn_jax import inference
 from mgdn_jax import tasks
@@ -40,6 +40,8 @@ INPUTS are either the K files of one scene (in stream order; gdsr: RGB then dept
   * folders (or a quoted glob such as 'mefb/*'), one scene per folder (hdr: the frames + exposure.txt);
   * a folder of files named <scene>_A.png, <scene>_B.png, ...
 For a batch, --output is a folder and each result is written as <scene>.<format>.
+Every input is read and every output checked before the first fusion: an existing output is replaced only with
+--overwrite, an input never.
 
 Tiling: --tile runs the model on overlapping tiles and cross-fades them. MGCA attends over all pixels of its
 input, so a tiled result differs from the untiled one everywhere (not only at seams); use it for images that
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--checkpoint', required=True,
                  help='exported model (checkpoint.save_model / mgdn_jax.convert --out) or a training workdir')
   p.add_argument('--output', required=True, help='output file (one scene) or folder (batch)')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace outputs that already exist (an input file is never replaced)')
   p.add_argument('--format', choices=('png', 'tif', 'jpg', 'hdr', 'exr', 'npy'),
                  help='output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)')
   p.add_argument('--bits', type=int, choices=(8, 16),
@@ -242,16 +246,45 @@ def assign_outputs(scenes, output, fmt) -> None:
 # ----------------------------------------------------------------------------------------- reading inputs
 
 
+def _size_mismatch(paths, sizes) -> InputError:
+  listing = ', '.join(f'{p} {h}x{w}' for p, (h, w) in zip(paths, sizes))
+  return InputError(f'inputs differ in size: {listing} (pass --resize_to_first to resize them to the first)')
+
+
+def _depth_too_large(rgb_path, rgb_size, depth_path, depth_size) -> InputError:
+  return InputError(f'depth {depth_path} ({depth_size[0]}x{depth_size[1]}) is larger than the RGB guide '
+                    f'{rgb_path} ({rgb_size[0]}x{rgb_size[1]})')
+
+
 def _same_size(paths, images, resize_to_first):
   sizes = [im.shape[:2] for im in images]
   if len(set(sizes)) == 1:
     return images
   if not resize_to_first:
-    listing = ', '.join(f'{p} {h}x{w}' for p, (h, w) in zip(paths, sizes))
-    raise InputError(f'inputs differ in size: {listing} (pass --resize_to_first to resize them to the first)')
+    raise _size_mismatch(paths, sizes)
   log.warning('resizing %s to %dx%d', ', '.join(str(p) for p, s in zip(paths, sizes) if s != sizes[0]),
               *sizes[0])
   return [im if im.shape[:2] == sizes[0] else inference.resize(im, sizes[0]) for im in images]
+
+
+def check_inputs(task, scene, *, depth_scale=1000., resize_to_first=False) -> None:
+  """Decodes a scene's files once, before any fusion, so that a batch never stops half-way on a bad input.
+
+  Raises InputError naming the file that cannot be read (or is over the pixel limit) or the sizes that differ.
+  Decoding twice costs little next to a forward pass.
+  """
+  guided_depth = tasks.get(task).guided_depth
+  sizes = []
+  for k, f in enumerate(scene.files):
+    if guided_depth and k == 1:  # the depth map
+      sizes.append(image_io.read_depth(f, depth_scale).shape)
+    else:
+      sizes.append(image_io.read_array(f).shape[:2])
+  if guided_depth:
+    if sizes[1][0] > sizes[0][0] or sizes[1][1] > sizes[0][1]:
+      raise _depth_too_large(scene.files[0], sizes[0], scene.files[1], sizes[1])
+  elif len(set(sizes)) > 1 and not resize_to_first:
+    raise _size_mismatch(scene.files, sizes)
 
 
 def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., resize_to_first=False):
@@ -264,8 +297,7 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
     rgb, bits = image_io.read_image(files[0])
     depth = image_io.read_depth(files[1], depth_scale)
     if depth.shape[0] > rgb.shape[0] or depth.shape[1] > rgb.shape[1]:
-      raise InputError(f'depth {files[1]} ({depth.shape[0]}x{depth.shape[1]}) is larger than the RGB guide '
-                       f'{files[0]} ({rgb.shape[0]}x{rgb.shape[1]})')
+      raise _depth_too_large(files[0], rgb.shape, files[1], depth.shape)
     if depth.shape == rgb.shape[:2]:
       if not scale:
         raise InputError(f'depth {files[1]} is as large as the guide: pass --scale to simulate its low-resolution '
@@ -292,6 +324,29 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
 def write_result(out, scene, args, bits, depth_range) -> None:
   tasks.get(args.task).write_output(scene.output, out, bits=bits, depth_range=depth_range,
                                     depth_scale=args.depth_scale, out_bits=args.bits)
+
+
+def check_outputs(task, scenes, overwrite=False) -> None:
+  """Every file a run will write: an allowed format, a writable folder, never an input, and not an existing file
+  unless `overwrite`."""
+  inputs = {}
+  for s in scenes:
+    for f in s.files:
+      st = os.stat(f)
+      inputs[st.st_dev, st.st_ino] = f
+  for s in scenes:
+    suffixes = tasks.get(task).output_suffixes
+    if s.output.suffix.lower() not in suffixes:
+      raise InputError(f'cannot write {s.output}: task {task} writes {", ".join(suffixes)}')
+    for target in tasks.get(task).output_files(s.output):
+      image_io.check_writable(target)
+      if not os.path.lexists(target):
+        continue
+      st = os.stat(target)
+      if (st.st_dev, st.st_ino) in inputs:
+        raise InputError(f'output {target} is the input {inputs[st.st_dev, st.st_ino]}: choose another --output')
+      if not overwrite:
+        raise InputError(f'output {target} exists: pass --overwrite to replace it, or choose another --output')
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -352,16 +407,23 @@ def run(args) -> list[pathlib.Path]:
   if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
     raise InputError(f'--overlap must be in [0, tile size), got {args.overlap}')
   scenes = find_scenes(args.task, expand_inputs(args.inputs), exposures=args.exposures)
-  task = tasks.get(args.task)
-  fmt = args.format or task.default_format
-  assign_outputs(scenes, args.output, fmt)
-  for s in scenes:
-    if s.output.suffix.lower() not in task.output_suffixes:
-      raise InputError(f'cannot write {s.output}: task {args.task} writes {", ".join(task.output_suffixes)}')
-    for path in task.output_files(s.output):
-      image_io.check_writable(path)
+  fmt = args.format or tasks.get(args.task).default_format
+  output = pathlib.Path(args.output)
+  existed = output.exists()
+  try:
+    assign_outputs(scenes, args.output, fmt)
+    return _check_and_fuse(args, scenes)
+  finally:
+    if not existed and output.is_dir() and not any(output.iterdir()):
+      output.rmdir()  # the batch folder this run made, left empty by a failure
+
+
+def _check_and_fuse(args, scenes) -> list[pathlib.Path]:
+  check_outputs(args.task, scenes, args.overwrite)
   if any(s.output.suffix.lower() == '.exr' for s in scenes) and not importlib.util.find_spec('OpenEXR'):
     raise InputError('.exr output needs the OpenEXR package (pip install OpenEXR); use .hdr')
+  for s in scenes:
+    check_inputs(args.task, s, depth_scale=args.depth_scale, resize_to_first=args.resize_to_first)
   model, config = _load_model(args)
   scale = _scale(args, config)
   budget = int(args.memory_gb * 2**30) if args.memory_gb else None
@@ -392,5 +454,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-  host_memory.tune_and_reexec()
+  platform.tune_process()
   sys.exit(main())

@@ -5,37 +5,50 @@ are linear radiance and depth maps are `(H, W)` float32 metres.
 
 Formats:
 * in: PNG (8/16-bit, grey or colour), TIFF (8/16-bit or float), JPEG, BMP, PPM;
-* out: PNG and TIFF (8 or 16 bits), JPEG (8 bits, quality 95), Radiance `.hdr` (own RGBE codec below: imageio
-  has no `.hdr` codec without the FreeImage binary), OpenEXR `.exr` when the `OpenEXR` package is installed;
+* out: PNG and TIFF (8 or 16 bits), JPEG (8 bits, quality 95), Radiance `.hdr` (the codec in `mgdn_jax.rgbe`:
+  imageio has no `.hdr` codec without the FreeImage binary), OpenEXR `.exr` when the `OpenEXR` package is installed;
 * depth in/out: `.npy` (float metres) and 16-bit PNG/TIFF (integer units, metres = value / depth_scale).
 
 Pillow truncates 16-bit colour PNGs to 8 bits, so those are written by the small PNG encoder below and read with
 TensorFlow's decoder (a declared dependency, imported only for that case).
+
+Every reader checks the image size from the file's header against one pixel limit, MAX_PIXELS, before it
+decodes anything, and integer pixels become floats in one step (`to_float32`), so decoding holds at most one float
+copy of an image.
 
 Every writer goes through `atomic_write`: the bytes go to a temporary file in the destination folder that is
 renamed over the target only when complete, so a failure never leaves a partial output behind.
 """
 
 import contextlib
-import io
 import os
 import pathlib
 import struct
 import tempfile
+import warnings
 import zlib
 
 import numpy as np
 from PIL import Image
 import tifffile
 
+from mgdn_jax import rgbe
+
 LDR_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.ppm')
 HDR_SUFFIXES = ('.hdr', '.exr')
 DEPTH_SUFFIXES = ('.npy', '.png', '.tif', '.tiff')
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# The largest image any reader decodes: PIL's own decompression-bomb bound (2 × Image.MAX_IMAGE_PIXELS), applied
+# to every format and bit depth (a 14000² 16-bit PNG compresses to about 1 MB and decodes to gigabytes).
+MAX_PIXELS = 178_956_970
 
 
 class InputError(ValueError):
   """A user-facing problem with an input or output file; the CLI prints its message as a one-line error."""
+
+
+class PixelLimitError(InputError):
+  """An image larger than MAX_PIXELS, found from its header."""
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
@@ -87,9 +100,71 @@ def atomic_write(path):
 # ------------------------------------------------------------------------------------------------- LDR images
 
 
-def _png_header(data: bytes) -> tuple[int, int]:
-  """(bit depth, colour type) from a PNG's IHDR chunk."""
-  return data[24], data[25]
+def _check_size(path, h: int, w: int, what: str) -> tuple[int, int]:
+  if h * w > MAX_PIXELS:
+    raise PixelLimitError(f'cannot read {what} {path}: {w}x{h} pixels exceeds the limit of {MAX_PIXELS:,} pixels')
+  return h, w
+
+
+def _npy_shape(path) -> tuple[int, ...]:
+  with open(path, 'rb') as f:
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, _ = read_header(f)
+  return shape
+
+
+def image_size(path, what: str = 'image') -> tuple[int, int]:
+  """(H, W) of an image, depth or HDR file from its header alone, checked against MAX_PIXELS.
+
+  Raises InputError naming the file (as `what`) when it is missing, not an image, or too large.
+  """
+  path = pathlib.Path(path)
+  suffix = path.suffix.lower()
+  try:
+    if suffix in ('.tif', '.tiff'):
+      with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        return _check_size(path, page.imagelength, page.imagewidth, what)
+    if suffix == '.npy':
+      shape = _npy_shape(path)
+      if len(shape) < 2:
+        raise ValueError(f'array of shape {shape} is not an image')
+      return _check_size(path, shape[0], shape[1], what)
+    with open(path, 'rb') as f:
+      head = f.read(65536)
+    if suffix == '.hdr' or head.startswith(rgbe.RADIANCE_MAGIC):
+      h, w, _ = rgbe.parse_header(head)
+      return _check_size(path, h, w, what)
+    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24:
+      w, h = struct.unpack('>II', head[16:24])
+      return _check_size(path, h, w, what)
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+      with Image.open(path) as im:
+        w, h = im.size
+    return _check_size(path, h, w, what)
+  except InputError:
+    raise
+  except Image.DecompressionBombError:
+    raise PixelLimitError(f'cannot read {what} {path}: it exceeds the limit of {MAX_PIXELS:,} pixels') from None
+  except Exception as e:  # pylint: disable=broad-except
+    raise InputError(f'cannot read {what} {path}: {_reason(e)}') from None
+
+
+def _reason(e: Exception) -> str:
+  """One line for a decoder's exception (PIL names a BytesIO object or the path: the caller names the file)."""
+  if isinstance(e, FileNotFoundError):
+    return 'no such file'
+  if isinstance(e, IsADirectoryError):
+    return 'it is a folder'
+  if type(e).__name__ == 'UnidentifiedImageError':
+    return 'not an image file of a known format'
+  if isinstance(e, OSError) and e.strerror:
+    return e.strerror
+  if type(e) is ValueError and str(e):  # pylint: disable=unidiomatic-typecheck  (the codecs' own messages)
+    return str(e).splitlines()[0]
+  return f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "corrupt data"}'
 
 
 def _read_png16_colour(data: bytes) -> np.ndarray:
@@ -112,20 +187,23 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
 
 
 def read_array(path) -> np.ndarray:
-  """The raw pixel array of an image file: uint8/uint16/float, `(H, W)` or `(H, W, C)`."""
+  """The raw pixel array of an image file: uint8/uint16/float, `(H, W)` or `(H, W, C)`; size checked first."""
   path = pathlib.Path(path)
+  image_size(path)
   try:
     if path.suffix.lower() in ('.tif', '.tiff'):
       arr = tifffile.imread(path)
     else:
       data = path.read_bytes()
-      if data[:8] == _PNG_SIGNATURE and _png_header(data) in ((16, 2), (16, 6)):
-        arr = _read_png16_colour(data)
+      if data[:8] == _PNG_SIGNATURE and data[24:26] in (b'\x10\x02', b'\x10\x06'):  # IHDR: 16 bits, colour
+        arr = _read_png16_colour(data)  # PIL would cut these to 8 bits
       else:
-        with Image.open(io.BytesIO(data)) as im:
-          arr = _pil_to_array(im)
+        with warnings.catch_warnings():
+          warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+          with Image.open(path) as im:
+            arr = _pil_to_array(im)
   except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f'cannot read image {path}: {type(e).__name__}: {e}') from None
+    raise InputError(f'cannot read image {path}: {_reason(e)}') from None
   if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (1, 2, 3, 4):
     arr = np.moveaxis(arr, 0, -1)  # planar TIFF (C, H, W)
   if arr.ndim not in (2, 3) or arr.size == 0:
@@ -133,36 +211,46 @@ def read_array(path) -> np.ndarray:
   return arr
 
 
+def to_float32(arr: np.ndarray) -> np.ndarray:
+  """The one integer → float conversion: uint8 / 255, uint16 / 65535, bool 0/1; float32 in (no copy if already).
+
+  The division is done in float32, which rounds correctly and so gives bit for bit what the official
+  `float32(img / 255.)` gives through float64 (tested for every 8- and 16-bit value) without a float64 copy.
+  """
+  arr = np.asarray(arr)
+  if arr.dtype == np.uint8 or arr.dtype == np.uint16:
+    return np.divide(arr, np.float32(np.iinfo(arr.dtype).max), dtype=np.float32)
+  if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.floating):
+    return arr.astype(np.float32, copy=False)
+  raise TypeError(f'unsupported pixel type {arr.dtype} (uint8, uint16, bool or float)')
+
+
 def to_float(arr: np.ndarray, path='image') -> tuple[np.ndarray, int]:
-  """Integer pixels to float32 in [0, 1]; returns (image, bits) with bits 8, 16 or 32 (float input kept)."""
-  if arr.dtype == np.uint8:
-    return (arr / 255.).astype(np.float32), 8  # division in float64 like the official uint2single
-  if arr.dtype == np.uint16:
-    return (arr / 65535.).astype(np.float32), 16
-  if arr.dtype == np.bool_:
-    return arr.astype(np.float32), 8
-  if np.issubdtype(arr.dtype, np.floating):
-    return arr.astype(np.float32), 32
-  raise InputError(f'cannot read image {path}: unsupported pixel type {arr.dtype}')
+  """Pixels to float32 in [0, 1] (`to_float32`) and their bits: 8, 16, or 32 for float input (kept as is)."""
+  bits = {np.dtype(np.uint8): 8, np.dtype(np.bool_): 8, np.dtype(np.uint16): 16}.get(arr.dtype, 32)
+  try:
+    return to_float32(arr), bits
+  except TypeError as e:
+    raise InputError(f'cannot read image {path}: {e}') from None
 
 
 def read_image(path, channels: int | None = 3) -> tuple[np.ndarray, int]:
   """Reads an LDR image as float32 `(H, W, channels)` in [0, 1] and its bit depth.
 
   channels=3 turns grey into RGB (like the official scripts) and drops alpha; channels=None keeps what is stored.
+  The channels are chosen on the integer pixels, so the float image is made once.
   """
-  img, bits = to_float(read_array(path), path)
-  if img.ndim == 2:
-    img = img[..., None]
-  if channels is None:
-    return img, bits
-  if img.shape[-1] in (2, 4):
-    img = img[..., :-1]  # drop alpha
-  if img.shape[-1] == channels:
-    return img, bits
-  if img.shape[-1] == 1:
-    return np.repeat(img, channels, axis=-1), bits
-  raise InputError(f'cannot use image {path}: it has {img.shape[-1]} channels, {channels} are needed')
+  arr = read_array(path)
+  if arr.ndim == 2:
+    arr = arr[..., None]
+  if channels is not None:
+    if arr.shape[-1] in (2, 4):
+      arr = arr[..., :-1]  # drop alpha
+    if arr.shape[-1] == 1 and channels != 1:
+      arr = np.broadcast_to(arr, arr.shape[:2] + (channels,))
+    if arr.shape[-1] != channels:
+      raise InputError(f'cannot use image {path}: it has {arr.shape[-1]} channels, {channels} are needed')
+  return to_float(arr, path)
 
 
 def quantize(img: np.ndarray, bits: int) -> np.ndarray:
@@ -216,89 +304,21 @@ def write_image(path, img: np.ndarray, bits: int = 8) -> None:
 # ------------------------------------------------------------------------------------------- Radiance RGBE
 
 
-def encode_rgbe(img: np.ndarray) -> np.ndarray:
-  """float `(H, W, 3)` → uint8 `(H, W, 4)` (Ward's shared-exponent encoding)."""
-  img = np.maximum(np.asarray(img, np.float64), 0.)
-  v = img.max(axis=-1)
-  mantissa, exponent = np.frexp(v)
-  scale = np.where(v > 1e-32, mantissa * 256. / np.where(v > 1e-32, v, 1.), 0.)
-  rgbe = np.zeros(img.shape[:2] + (4,), np.uint8)
-  rgbe[..., :3] = np.minimum(np.floor(img * scale[..., None]), 255)
-  rgbe[..., 3] = np.where(v > 1e-32, exponent + 128, 0)
-  return rgbe
-
-
-def decode_rgbe(rgbe: np.ndarray) -> np.ndarray:
-  """uint8 `(H, W, 4)` → float32 `(H, W, 3)`; values are the centres of the quantisation steps."""
-  e = rgbe[..., 3].astype(np.int32)
-  f = np.where(e > 0, np.ldexp(1., e - 136), 0.)
-  return ((rgbe[..., :3] + 0.5) * f[..., None]).astype(np.float32)
-
-
 def write_hdr(path, img: np.ndarray) -> None:
-  """Radiance `.hdr`, new-style run-length scanlines stored as literal runs (valid for every reader)."""
-  rgbe = encode_rgbe(img)
-  h, w = rgbe.shape[:2]
-  header = f'#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {h} +X {w}\n'.encode()
-  if 8 <= w <= 0x7fff:
-    planes = np.moveaxis(rgbe, 2, 1)  # (H, 4, W): RLE scanlines store each component separately
-    chunks = []
-    for start in range(0, w, 128):
-      part = planes[..., start:start + 128]
-      chunks.append(np.full((h, 4, 1), part.shape[-1], np.uint8))
-      chunks.append(part)
-    body = np.concatenate(chunks, axis=-1).reshape(h, -1)
-    marker = np.tile(np.array([2, 2, w >> 8, w & 255], np.uint8), (h, 1))
-    data = np.concatenate([marker, body], axis=1).tobytes()
-  else:
-    data = rgbe.tobytes()  # flat scanlines: RLE is undefined for these widths
+  """Radiance `.hdr` (the `rgbe` codec)."""
+  data = rgbe.encode(img)
   with atomic_write(path) as f:
-    f.write(header + data)
-
-
-def _decode_rle_line(buf: memoryview, pos: int, w: int) -> tuple[np.ndarray, int]:
-  line = np.empty((4, w), np.uint8)
-  for c in range(4):
-    x = 0
-    while x < w:
-      count = buf[pos]
-      if count > 128:
-        line[c, x:x + count - 128] = buf[pos + 1]
-        x, pos = x + count - 128, pos + 2
-      else:
-        if count == 0 or x + count > w:
-          raise ValueError('corrupt run-length scanline')
-        line[c, x:x + count] = np.frombuffer(buf[pos + 1:pos + 1 + count], np.uint8)
-        x, pos = x + count, pos + 1 + count
-  return line.T, pos
+    f.write(data)
 
 
 def read_hdr(path) -> np.ndarray:
-  """Reads a Radiance `.hdr` (flat or new-style RLE, orientation -Y H +X W) as float32 `(H, W, 3)`."""
+  """Reads a Radiance `.hdr` (flat or RLE scanlines, orientation -Y H +X W) as float32 `(H, W, 3)` linear RGB."""
   path = pathlib.Path(path)
+  image_size(path, 'HDR image')
   try:
-    data = path.read_bytes()
-    if not data.startswith((b'#?RADIANCE', b'#?RGBE')):
-      raise ValueError('not a Radiance file')
-    head_end = data.index(b'\n\n') + 2
-    if b'FORMAT=32-bit_rle_xyze' in data[:head_end]:
-      raise ValueError('XYZE files are not supported')
-    res_end = data.index(b'\n', head_end)
-    fields = data[head_end:res_end].split()
-    if len(fields) != 4 or fields[0] != b'-Y' or fields[2] != b'+X':
-      raise ValueError(f'unsupported orientation {data[head_end:res_end]!r}')
-    h, w = int(fields[1]), int(fields[3])
-    buf, pos = memoryview(data), res_end + 1
-    rgbe = np.empty((h, w, 4), np.uint8)
-    for y in range(h):
-      if 8 <= w <= 0x7fff and buf[pos] == 2 and buf[pos + 1] == 2 and (buf[pos + 2] << 8 | buf[pos + 3]) == w:
-        rgbe[y], pos = _decode_rle_line(buf, pos + 4, w)
-      else:
-        rgbe[y] = np.frombuffer(buf[pos:pos + 4 * w], np.uint8).reshape(w, 4)
-        pos += 4 * w
+    return rgbe.to_float(rgbe.decode_bytes(path.read_bytes()))
   except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f'cannot read HDR image {path}: {type(e).__name__}: {e}') from None
-  return decode_rgbe(rgbe)
+    raise InputError(f'cannot read HDR image {path}: {_reason(e)}') from None
 
 
 def write_exr(path, img: np.ndarray) -> None:
@@ -325,11 +345,6 @@ def write_radiance(path, img: np.ndarray) -> None:
     raise InputError(f'cannot write HDR output {path}: use .hdr or .exr')
 
 
-def mu_law(x: np.ndarray, mu: float = 5000.) -> np.ndarray:
-  """The μ-law tonemap log(1 + μx) / log(1 + μ) used by the HDR loss and metrics."""
-  return (np.log1p(mu * np.maximum(x, 0.)) / np.log1p(mu)).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------------------ depth
 
 
@@ -338,6 +353,7 @@ def read_depth(path, depth_scale: float = 1000.) -> np.ndarray:
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
   if suffix == '.npy':
+    image_size(path, 'depth')
     try:
       d = np.load(path, allow_pickle=False)
     except Exception as e:  # pylint: disable=broad-except
@@ -348,7 +364,7 @@ def read_depth(path, depth_scale: float = 1000.) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.integer):
       d = arr.astype(np.float32)  # float TIFF already in metres
     else:
-      d = (arr.astype(np.float64) / depth_scale).astype(np.float32)
+      d = np.divide(arr, np.float32(depth_scale), dtype=np.float32)
   else:
     raise InputError(f'cannot read depth {path}: unsupported format {suffix!r} (use .npy, .png or .tif)')
   if d.ndim == 3 and d.shape[-1] == 1:

@@ -2,7 +2,8 @@
 
 Reconstruction terms:
   * `l1_loss` — ‖I_o − GT‖₁ with mean reduction (MEF, MFF, GDSR).
-  * `mu_law_l1_loss` — the official HDR 'mapped_L1': L1 between μ-law tonemapped prediction and target.
+  * `mu_law_l1_loss` — the official HDR 'mapped_L1': L1 between μ-law tonemapped (`tonemap.mu_law_jax`)
+    prediction and target.
 
 Masked MI loss (paper eqs. 3–6; the official release has no code for it, so this is a reconstruction):
 for every stage n and every stream pair (i, j)
@@ -26,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgdn_jax.layers.common import Conv
+from mgdn_jax import tonemap
+from mgdn_jax.kernels import KernelConv
 
 _EPS = 1e-6
 
@@ -37,16 +39,10 @@ def l1_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(pred.astype(jnp.float32) - target.astype(jnp.float32)))
 
 
-def mu_law(x: jax.Array, mu: float = 5000.) -> jax.Array:
-  """μ-law tonemapping log(1 + μx) / log(1 + μ) in float32 (Kalantari et al.; maps [0, 1] onto [0, 1])."""
-  x = x.astype(jnp.float32)
-  return jnp.log1p(mu * x) / math.log1p(mu)
-
-
-def mu_law_l1_loss(pred: jax.Array, target: jax.Array, mu: float = 5000.) -> jax.Array:
+def mu_law_l1_loss(pred: jax.Array, target: jax.Array, mu: float = tonemap.MU) -> jax.Array:
   """L1 between μ-law tonemapped pred and target, mean reduction (the official HDR 'mapped_L1')."""
   _check_same_shape(pred, target, 'mu_law_l1_loss')
-  return jnp.mean(jnp.abs(mu_law(pred, mu) - mu_law(target, mu)))
+  return jnp.mean(jnp.abs(tonemap.mu_law_jax(pred, mu) - tonemap.mu_law_jax(target, mu)))
 
 
 def mi_pairs(guidance: str, num_streams: int, reference_stream: int = 0) -> tuple[tuple[int, int], ...]:
@@ -145,7 +141,7 @@ class GradientMask(nnx.Module):
   def __init__(self, hidden: int, num_layers: int, *, rngs: nnx.Rngs):
     chans = [2] + [hidden] * (num_layers - 1) + [1]
     self.convs = nnx.List([
-        Conv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+        KernelConv(cin, cout, (3, 3), padding='SAME', dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
         for cin, cout in zip(chans[:-1], chans[1:])])
 
   def __call__(self, s1: jax.Array, s2: jax.Array) -> jax.Array:
@@ -208,7 +204,7 @@ class MaskedMILoss(nnx.Module):
     self.bandwidth = 0.5 / num_bins if bandwidth is None else float(bandwidth)
     # Flat list: projection of stream k at stage n is proj[n * num_streams + k].
     self.proj = nnx.List([
-        Conv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)  # 1×1 as a matmul
+        KernelConv(channels, 1, (1, 1), dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)  # 1×1 as a matmul
         for _ in range(num_stages * num_streams)])
     self.mask = nnx.List([GradientMask(mask_hidden, mask_layers, rngs=rngs) for _ in range(num_stages)])
 

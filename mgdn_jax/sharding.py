@@ -51,19 +51,6 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
   return out
 
 
-def replicate(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """The same host data on every process (eval examples, batch 1) → replicated global arrays."""
-  sharding = replicated(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v), np.asarray(v).shape)
-          for k, v in local.items() if np.asarray(v).dtype.kind in 'fiub'}
-
-
-def state_shardings(abstract_state: Any, mesh: Mesh) -> Any:
-  """Replicated NamedSharding for every leaf of the (abstract) train state."""
-  rep = replicated(mesh)
-  return jax.tree.map(lambda _: rep, abstract_state)
-
-
 def abstract_with_sharding(abstract_state: Any, mesh: Mesh) -> Any:
   """ShapeDtypeStructs carrying the target sharding: orbax restores onto this mesh whatever wrote the checkpoint."""
   rep = replicated(mesh)

@@ -153,10 +153,10 @@ class FusionTask(Task):
   target_metric: str = 'PSNR_gt'     # with a ground truth (demo data) checkpoints are ranked by PSNR against it
 
   def encode(self, raw, scale=None):
-    from data_pipelines import transforms  # pylint: disable=g-import-not-at-top
-    out = {f'stream_{k}': transforms.to_float(raw[key]) for k, key in enumerate(_stream_keys(raw))}
+    from mgdn_jax import image_io  # pylint: disable=g-import-not-at-top
+    out = {f'stream_{k}': image_io.to_float32(raw[key]) for k, key in enumerate(_stream_keys(raw))}
     if 'target' in raw:
-      out['target'] = transforms.to_float(raw['target'])
+      out['target'] = image_io.to_float32(raw['target'])
     return out
 
   def best_metric(self, has_target):
@@ -192,13 +192,14 @@ class HdrTask(Task):
 
   def encode(self, raw, scale=None):
     from data_pipelines import transforms  # pylint: disable=g-import-not-at-top
+    from mgdn_jax import image_io  # pylint: disable=g-import-not-at-top
     keys = _stream_keys(raw)
     exposures = np.asarray(raw['exposures'], np.float32).reshape(-1)
     if len(exposures) != len(keys):
       raise ValueError(f'{len(keys)} HDR frames but {len(exposures)} exposure values')
     out = {f'stream_{k}': transforms.hdr_stream(raw[key], float(exposures[k])) for k, key in enumerate(keys)}
     if 'target' in raw:
-      out['target'] = transforms.to_float(raw['target'])
+      out['target'] = image_io.to_float32(raw['target'])
     return out
 
   def score(self, scene, output, modes, crop, no_reference=True):
@@ -210,13 +211,14 @@ class HdrTask(Task):
 
   def report_image(self, output):
     from mgdn_jax import metrics  # pylint: disable=g-import-not-at-top
-    return metrics.quantize_uint8(metrics.mu_tonemap(np.clip(output, 0, 1)))
+    from mgdn_jax import tonemap  # pylint: disable=g-import-not-at-top
+    return metrics.quantize_uint8(tonemap.mu_law(np.clip(output, 0, 1)))
 
   def panel(self, streams, output, target):
     """μ-law tonemapped output and target (μ = 5000, as the metrics)."""
-    from mgdn_jax import metrics  # pylint: disable=g-import-not-at-top
-    tonemap = lambda x: metrics.mu_tonemap(np.clip(x, 0., 1.))  # noqa: E731
-    return super().panel(streams, tonemap(output), None if target is None else tonemap(target))
+    from mgdn_jax import tonemap  # pylint: disable=g-import-not-at-top
+    view = lambda x: tonemap.mu_law(np.clip(x, 0., 1.))  # noqa: E731
+    return super().panel(streams, view(output), None if target is None else view(target))
 
   def preview_path(self, path):
     import pathlib  # pylint: disable=g-import-not-at-top
@@ -230,7 +232,8 @@ class HdrTask(Task):
     from mgdn_jax import image_io  # pylint: disable=g-import-not-at-top
     del bits, depth_range, depth_scale, out_bits
     image_io.write_radiance(path, output)
-    image_io.write_image(self.preview_path(path), image_io.mu_law(output), bits=8)
+    from mgdn_jax import tonemap  # pylint: disable=g-import-not-at-top
+    image_io.write_image(self.preview_path(path), tonemap.mu_law(output), bits=8)
 
 
 @dataclasses.dataclass(frozen=True)

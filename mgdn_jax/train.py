@@ -27,10 +27,11 @@ import optax
 import orbax.checkpoint as ocp
 
 from mgdn_jax import checkpoint
-from mgdn_jax import compile_options
-from mgdn_jax import microbatch
-from mgdn_jax import sharding
 from mgdn_jax import evaluation
+from mgdn_jax import kernels
+from mgdn_jax import microbatch
+from mgdn_jax import platform
+from mgdn_jax import sharding
 from mgdn_jax import tasks
 from mgdn_jax import train_state
 
@@ -102,17 +103,21 @@ def _recon_loss(config, fused, target):
 
 def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config: ml_collections.ConfigDict,
                gd_model: Any, gd_mi: Any, tx: optax.GradientTransformation, schedule: optax.Schedule,
-               base_key: jax.Array, microbatches: int = 1) -> tuple[train_state.State, TrainMetrics]:
+               base_key: jax.Array, microbatches: int = 1,
+               gradients: str = kernels.AUTODIFF) -> tuple[train_state.State, TrainMetrics]:
   """One optimisation step on a global batch, its gradient accumulated over `microbatches` sequential slices
-  (microbatch.py). Non-finite loss/gradients freeze the state and set `bad_step`."""
+  (microbatch.py), the kernel layers' backward passes chosen by `gradients` (kernels.dispatch). Non-finite
+  loss/gradients freeze the state and set `bad_step`."""
   rng = jax.random.fold_in(base_key, state['step'])  # DropPath: a fresh, reproducible key per step
 
   def loss_fn(trainable, part, key):
     streams = [part[f'stream_{k}'] for k in range(config.model.num_streams)]
-    model = nnx.merge(gd_model, trainable['model'])
+    model, mi_loss = nnx.merge(gd_model, trainable['model']), nnx.merge(gd_mi, trainable['mi'])
+    kernels.set_gradients(model, gradients)
+    kernels.set_gradients(mi_loss, gradients)
     fused, features = model(*streams, train=True, rng=key)
     recon = _recon_loss(config, fused, part['target'])
-    mi = nnx.merge(gd_mi, trainable['mi'])(features) if config.mi_weight > 0 else jnp.zeros((), jnp.float32)
+    mi = mi_loss(features) if config.mi_weight > 0 else jnp.zeros((), jnp.float32)
     return recon + config.mi_weight * mi, (recon, mi)
 
   trainable = {'model': state['params'], 'mi': state['mi_params']}
@@ -192,6 +197,7 @@ class Built(NamedTuple):
   init: Any
   abstract: Any          # the state as ShapeDtypeStructs carrying their (replicated) sharding
   step_fn: Any           # jitted, state-donating train step
+  plan: platform.TrainPlan  # the step's backend decisions for the mesh
 
 
 _BUILT: dict[tuple[str, tuple[int, ...]], Built] = {}
@@ -203,6 +209,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   key = (checkpoint.config_to_json(config), tuple(int(d.id) for d in mesh.devices.flat))
   if key in _BUILT:
     return _BUILT[key]
+  plan = platform.train_plan(config, mesh)
   tx = train_state.create_optimizer(config)
   gd_model, gd_mi = train_state.graphdefs(config)
   init = train_state.init_fn(config, tx)
@@ -211,27 +218,22 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   step_fn = jax.jit(
       functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx,
                         schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed),
-                        microbatches=microbatch.num_microbatches(config, mesh)),
-      out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=compile_options.train_compiler_options())
+                        microbatches=plan.microbatches, gradients=plan.gradients),
+      out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=plan.compiler_options)
   _BUILT.clear()  # keep one: each holds compiled executables
-  _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn)
+  _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn, plan)
   return _BUILT[key]
 
 
 def create_state(built: Built) -> train_state.State:
-  """The initial state, directly in its (replicated) sharding.
+  """The initial state, directly in its (replicated) sharding, computed where `built.plan.state_device` says.
 
-  Built eagerly on the host's CPU device and placed with `make_array_from_process_local_data` (every process
-  computes the same values from the same seed), on every backend. `jax.jit(init, out_shardings=...)` compiles the
-  threefry of every initializer: 75 s vs 13 s op by op for the tiny model on this 2-core CPU, and on an H100
-  23.7 / 33.5 / 56.1 s (MFF / MEF / HDR, build included) against 0.6 s (MEF) and 4.4 s (HDR) for the host path
-  on the 2-core CPU. The state is a few MB, so the one host-to-device copy costs nothing. Only where JAX has no
-  CPU backend (JAX_PLATFORMS without 'cpu') is the state jitted on the accelerator.
+  On a host device, eagerly, then placed with `make_array_from_process_local_data` (every process computes the same
+  values from the same seed); without one, `jax.jit(init, out_shardings=...)` on the mesh.
   """
   shardings = jax.tree.map(lambda x: x.sharding, built.abstract)
-  try:
-    host = jax.local_devices(backend='cpu')[0]
-  except RuntimeError:  # no CPU backend in this process
+  host = built.plan.state_device
+  if host is None:
     return jax.jit(built.init, out_shardings=shardings)()
   with jax.default_device(host):
     local = jax.device_get(built.init())

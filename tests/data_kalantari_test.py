@@ -1,4 +1,4 @@
-"""`kalantari` builder on tiny scenes with real 16-bit TIFFs and Radiance .hdr files; the RGBE reader; bad input."""
+"""`kalantari` builder on tiny scenes with real 16-bit TIFFs and Radiance .hdr files (the fuse CLI's codec); bad input."""
 import pathlib
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 import tifffile
 
 from data_pipelines import common
+from data_pipelines import kalantari
 from data_pipelines import loader
-from data_pipelines import rgbe
+from mgdn_jax import image_io
 
 
 def write_scene(folder: pathlib.Path, seed: int, h=9, w=12, evs=(0.0, 2.0, 4.0)):
@@ -18,33 +19,23 @@ def write_scene(folder: pathlib.Path, seed: int, h=9, w=12, evs=(0.0, 2.0, 4.0))
     tifffile.imwrite(folder / f'262A{seed:02d}{k:02d}.tif', frame, photometric='rgb')
   (folder / 'exposure.txt').write_text(''.join(f'{e:.6f}\n' for e in evs))
   target = rng.uniform(0, 1, (h, w, 3)).astype(np.float32)
-  rgbe.write_hdr(folder / 'HDRImg.hdr', target)
+  image_io.write_hdr(folder / 'HDRImg.hdr', target)
   return frames, target
 
 
-def test_rgbe_reader_known_bytes(tmp_path):
+def test_builder_reads_hdr_with_the_shared_codec(tmp_path):
   # One 8-pixel RLE scanline: R a run of 128, G literal bytes, B a run of 0, E a run of 129 (scale 2^-7).
   line = bytes((2, 2, 0, 8, 136, 128, 8)) + bytes(range(8)) + bytes((136, 0, 136, 129))
-  path = tmp_path / 'x.hdr'
+  path = tmp_path / 'HDRImg.hdr'
   path.write_bytes(b'#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 1 +X 8\n' + line)
-  img = rgbe.read_hdr(path)
+  img = kalantari.read_target(path)
   np.testing.assert_array_equal(img[0, :, 0], 1.0)
   np.testing.assert_array_equal(img[0, :, 1], np.arange(8) / 128)
   np.testing.assert_array_equal(img[0, :, 2], 0.0)
+  np.testing.assert_array_equal(img, image_io.read_hdr(path))
   path.write_bytes(path.read_bytes()[:-3])
-  with pytest.raises(common.DataError, match='truncated pixel data'):
-    rgbe.read_hdr(path)
-
-
-@pytest.mark.parametrize('rle', [True, False])
-def test_rgbe_round_trip(tmp_path, rle):
-  img = np.random.default_rng(0).uniform(0, 4, (5, 40, 3)).astype(np.float32)
-  img[:, 10:30] = 0.5  # long runs for the RLE
-  img[2] = 0
-  rgbe.write_hdr(tmp_path / 'x.hdr', img, rle=rle)
-  back = rgbe.read_hdr(tmp_path / 'x.hdr')
-  assert np.all(np.abs(back - img) <= img.max(-1, keepdims=True) / 128)  # 8-bit mantissa of the peak
-  assert rgbe.read_hdr_shape(tmp_path / 'x.hdr') == (5, 40)
+  with pytest.raises(common.DataError, match=r'HDRImg.hdr: truncated pixel data'):
+    kalantari.read_target(path)
 
 
 def test_kalantari_layout(tmp_path):
@@ -93,7 +84,7 @@ def _break(folder: pathlib.Path, case: str) -> str:
     return f'{tiffs[0]}: unreadable or corrupt TIFF'
   if case == 'corrupt_hdr':
     (folder / 'HDRImg.hdr').write_bytes(b'P6\n')
-    return 'not a readable Radiance .hdr file'
+    return 'HDRImg.hdr: not a Radiance file'
   raise ValueError(case)
 
 

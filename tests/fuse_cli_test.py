@@ -1,7 +1,9 @@
 """End-to-end tests of `python -m mgdn_jax.fuse`: scene discovery, formats, bad input, official MFF parity."""
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import ml_collections
 import numpy as np
@@ -14,6 +16,7 @@ from mgdn_jax import convert
 from mgdn_jax import fuse
 from mgdn_jax import image_io
 from mgdn_jax import model as model_lib
+from mgdn_jax import tonemap
 
 H, W = 20, 28  # one size everywhere: a single compilation per tiny model
 
@@ -51,6 +54,12 @@ def test_one_mef_pair_and_16bit_output(ckpts, tmp_path):
   _fuse('--task=mef', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={tmp_path / "f16.tif"}', '--bits=16')
   out16, bits = image_io.read_image(tmp_path / 'f16.tif')
   assert bits == 16 and np.abs(out16 - out).max() <= 0.5 / 255 + 1e-6
+  (tmp_path / 'f.png').write_bytes(b'mine')
+  with pytest.raises(SystemExit, match=r'output .*f.png exists: pass --overwrite to replace it'):
+    _fuse('--task=mef', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={tmp_path / "f.png"}')
+  assert (tmp_path / 'f.png').read_bytes() == b'mine'
+  _fuse('--task=mef', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={tmp_path / "f.png"}', '--overwrite')
+  assert image_io.read_image(tmp_path / 'f.png')[0].shape == (H, W, 3)
 
 
 def test_batch_pairs_by_scene_name_not_by_index(ckpts, tmp_path):
@@ -74,7 +83,7 @@ def test_batch_pairs_by_scene_name_not_by_index(ckpts, tmp_path):
 
 def test_padding_tiling_and_dtype_options(ckpts, tmp_path):
   a, b = _png(tmp_path / 'a.png', seed=1), _png(tmp_path / 'b.png', seed=2)
-  for extra, name in [('--padding=official', 'p.png'), ('--tile=16', 't.png'), ('--dtype=bfloat16', 'b.png')]:
+  for extra, name in [('--padding=official', 'p.png'), ('--tile=16', 't.png'), ('--dtype=bfloat16', 'bf.png')]:
     _fuse('--task=mef', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={tmp_path / name}', extra, '--overlap=4')
     assert image_io.read_image(tmp_path / name)[0].shape == (H, W, 3)
 
@@ -90,7 +99,7 @@ def test_hdr_scene_folder_writes_radiance_and_preview(ckpts, tmp_path):
   hdr = image_io.read_hdr(tmp_path / 'x.hdr')
   preview, bits = image_io.read_image(tmp_path / 'x_tonemapped.png')
   assert hdr.shape == preview.shape == (H, W, 3) and bits == 8
-  assert np.abs(preview - image_io.mu_law(hdr)).mean() < 0.01  # preview = μ-law of the (unquantised) output
+  assert np.abs(preview - tonemap.mu_law(hdr)).mean() < 0.01  # preview = μ-law of the (unquantised) output
   frames = sorted(str(p) for p in scene.glob('*.tif'))
   _fuse('--task=hdr', f'--checkpoint={ckpts["hdr"]}', *frames, '--exposures=0,2,4', f'--output={tmp_path / "y.hdr"}')
   np.testing.assert_array_equal(image_io.read_hdr(tmp_path / 'y.hdr'), hdr)
@@ -144,6 +153,43 @@ def test_bad_input_is_a_one_line_error(ckpts, tmp_path, case, pattern):
     _fuse(*argv)
   assert '\n' not in str(e.value)
   assert sorted(os.listdir(tmp_path)) == before  # no partial output
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_an_input_is_never_replaced(ckpts, tmp_path, overwrite):
+  a, b = _png(tmp_path / 'B' / 's1.png', seed=1), _png(tmp_path / 'B' / 's2.png', seed=2)
+  os.symlink(a, tmp_path / 'link.png')
+  before = {p: (tmp_path / 'B' / p).read_bytes() for p in ('s1.png', 's2.png')}
+  for out in (a, tmp_path / 'link.png'):
+    with pytest.raises(SystemExit, match=rf'output .*{os.path.basename(out)} is the input .*s1.png: choose another'):
+      _fuse('--task=mff', f'--checkpoint={ckpts["mef"]}', a, b, f'--output={out}', *['--overwrite'] * overwrite)
+  # a batch into an input folder: the outputs B/s1.png, B/s2.png would be the inputs of the stream B
+  _png(tmp_path / 'A' / 's1.png', seed=3), _png(tmp_path / 'A' / 's2.png', seed=4)
+  with pytest.raises(SystemExit, match=r'output .*B/s1.png is the input .*B/s1.png'):
+    _fuse('--task=mff', f'--checkpoint={ckpts["mef"]}', tmp_path / 'A', tmp_path / 'B', f'--output={tmp_path / "B"}',
+          *['--overwrite'] * overwrite)
+  assert {p: (tmp_path / 'B' / p).read_bytes() for p in ('s1.png', 's2.png')} == before
+
+
+@pytest.mark.parametrize('case', ['unreadable', 'sizes', 'bomb'])
+def test_a_batch_checks_every_input_before_the_first_fusion(ckpts, tmp_path, case):
+  for i in range(3):
+    _png(tmp_path / 'A' / f's{i}.png', seed=i), _png(tmp_path / 'B' / f's{i}.png', seed=10 + i)
+  bad = tmp_path / 'B' / 's2.png'  # the last scene
+  if case == 'unreadable':
+    bad.write_bytes(bad.read_bytes()[:60])
+    pattern = r'cannot read image .*B/s2.png: '
+  elif case == 'sizes':
+    _png(bad, h=24)
+    pattern = r'inputs differ in size: .*A/s2.png 20x28, .*B/s2.png 24x28'
+  else:
+    ihdr = b'IHDR' + struct.pack('>IIBBBBB', 14000, 14000, 16, 2, 0, 0, 0)
+    bad.write_bytes(b'\x89PNG\r\n\x1a\n' + struct.pack('>I', 13) + ihdr + struct.pack('>I', zlib.crc32(ihdr)))
+    pattern = r'cannot read image .*B/s2.png: 14000x14000 pixels exceeds the limit'
+  with pytest.raises(SystemExit, match=pattern) as e:
+    _fuse('--task=mff', f'--checkpoint={ckpts["mef"]}', tmp_path / 'A', tmp_path / 'B', f'--output={tmp_path / "out"}')
+  assert '\n' not in str(e.value)
+  assert not (tmp_path / 'out').exists()  # no scene was fused, and the folder this run made is gone
 
 
 def test_resize_to_first(ckpts, tmp_path):

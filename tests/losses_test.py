@@ -6,6 +6,7 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import losses
+from mgdn_jax import tonemap
 
 
 def _uniform(seed, shape):
@@ -24,11 +25,19 @@ def test_l1_loss_known_value_and_bf16():
 def test_mu_law_known_values():
   x = jnp.array([0., 1., 0.5, 1e-3])
   want = np.log1p(5000. * np.array([0., 1., 0.5, 1e-3])) / np.log(5001.)
-  np.testing.assert_allclose(losses.mu_law(x), want, rtol=1e-6, atol=1e-7)
-  assert float(losses.mu_law(jnp.array(0.))) == 0.
-  assert float(losses.mu_law(jnp.array(1.))) == pytest.approx(1., abs=1e-6)
-  assert float(losses.mu_law(jnp.array(1.), mu=10.)) == pytest.approx(1., abs=1e-6)
-  assert losses.mu_law(x.astype(jnp.bfloat16)).dtype == jnp.float32
+  np.testing.assert_allclose(tonemap.mu_law_jax(x), want, rtol=1e-6, atol=1e-7)
+  assert float(tonemap.mu_law_jax(jnp.array(0.))) == 0.
+  assert float(tonemap.mu_law_jax(jnp.array(1.))) == pytest.approx(1., abs=1e-6)
+  assert float(tonemap.mu_law_jax(jnp.array(1.), mu=10.)) == pytest.approx(1., abs=1e-6)
+  assert tonemap.mu_law_jax(x.astype(jnp.bfloat16)).dtype == jnp.float32
+
+
+def test_mu_law_numpy_and_jax_forms_agree():
+  x = np.concatenate([np.linspace(0., 1., 1001), [1e-6, 1e-4, 2.5]]).astype(np.float32)
+  np_form = tonemap.mu_law(x)
+  assert np_form.dtype == np.float32
+  np.testing.assert_allclose(np_form, np.log1p(5000. * x.astype(np.float64)) / np.log(5001.), rtol=2e-6, atol=1e-7)
+  np.testing.assert_allclose(np.asarray(tonemap.mu_law_jax(jnp.asarray(x))), np_form, rtol=2e-6, atol=1e-7)
 
 
 def test_mu_law_l1_loss_known_value():

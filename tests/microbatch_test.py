@@ -8,6 +8,7 @@ import pytest
 
 from configs import mef
 from mgdn_jax import microbatch
+from mgdn_jax import platform
 from mgdn_jax import sharding
 from mgdn_jax import train
 
@@ -43,14 +44,15 @@ def test_mean_over_microbatches_is_the_whole_batch_mean():
 
 def test_num_microbatches_auto_and_errors():
   mesh8, mesh1 = sharding.make_mesh(), sharding.make_mesh(jax.devices()[:1])
-  assert microbatch.num_microbatches(_config(4, 0), mesh1) == 2      # CPU auto: 2 images per device
-  assert microbatch.num_microbatches(_config(3, 0), mesh1) == 1      # 2 does not divide 3: the whole batch
-  assert microbatch.num_microbatches(_config(32, 0), mesh8) == 2     # 16 = 2 per device
-  assert microbatch.num_microbatches(_config(8, 0), mesh8) == 1
-  assert microbatch.num_microbatches(_config(16, 8), mesh8) == 2
+  n = lambda batch, size, mesh: platform.train_plan(_config(batch, size), mesh).microbatches
+  assert n(4, 0, mesh1) == 2      # CPU auto: 2 images per device
+  assert n(3, 0, mesh1) == 1      # 2 does not divide 3: the whole batch
+  assert n(32, 0, mesh8) == 2     # 16 = 2 per device
+  assert n(8, 0, mesh8) == 1
+  assert n(16, 8, mesh8) == 2
   for bad in (4, 6, -8):
     with pytest.raises(ValueError, match=f'config.microbatch_size={bad}: must divide config.batch_size=16'):
-      microbatch.num_microbatches(_config(16, bad), mesh8)
+      n(16, bad, mesh8)
 
 
 def test_microbatched_step_matches_whole_batch_step():

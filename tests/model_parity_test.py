@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mgdn_jax import compile_options, convert
+from mgdn_jax import convert, kernels, platform
 from conftest import OFFICIAL_LYTRO_FIXTURE, shared_file
 
-# Gradients compile with the training step's options: parity must hold for what users actually run.
-TRAIN_OPTIONS = compile_options.train_compiler_options()
+# Gradients compile as the training step does on these CPU devices: parity must hold for what users actually run.
+TRAIN_OPTIONS = platform.train_compiler_options(True, "cpu")
 
 TASK = {"MGFF": "mef", "MGFF_GDSR": "gdsr", "MGFF_Deghosting": "hdr"}
 LOCAL = ["mini_fusion", "mini_gdsr", "mini_hdr"]
@@ -58,8 +58,9 @@ def test_full_fixture_forward(shared_dir, name):
   _check_forward(*_load(shared_dir / "reference" / "fixtures" / f"{name}.npz"))
 
 
+@pytest.mark.parametrize("gradients", kernels.GRADIENTS)
 @pytest.mark.parametrize("name", ["mini_fusion", "mini_gdsr", "mini_hdr"])
-def test_fixture_gradients(testdata_dir, name):
+def test_fixture_gradients(testdata_dir, name, gradients):
   """d mean|out − gt| / d θ for every parameter, within 1e-4 of each tensor's max |grad|.
 
   Known residual: in the 3-stage nets (mini_gdsr, mini_hdr) the stage-0 MGCA / kernel-predictor gradients, which
@@ -68,6 +69,7 @@ def test_fixture_gradients(testdata_dir, name):
   The tolerance therefore has an absolute floor of 2e-6 × the network's largest gradient.
   """
   z, model, inputs = _load(testdata_dir / "fixtures" / f"{name}.npz")
+  kernels.set_gradients(model, gradients)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   gt = jnp.asarray(_nhwc(z["gt"]))
 

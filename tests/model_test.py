@@ -7,7 +7,6 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import model as model_lib
-from mgdn_jax.layers.common import conv, linear
 
 OFFICIAL_COUNTS = {"mef": 893_551, "mff": 178_975, "hdr": 1_826_445, "gdsr_x4": 292_282, "gdsr_x8": 292_282,
                    "gdsr_x16": 1_127_374}
@@ -133,39 +132,3 @@ def test_bad_configs():
     model_lib.MGDN(model_lib.model_config("tiny_fusion", embed_dim=8), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="match in_channels"):
     model_lib.MGDN(model_lib.model_config("tiny_fusion", num_streams=3), rngs=nnx.Rngs(0))
-
-
-@pytest.mark.parametrize("kernel,dilation", [(1, 1), (3, 1), (3, 2)])
-def test_conv_custom_gradient_paths_match_nnx_conv(kernel, dilation):
-  """1×1 (ops.dense) and k×k (ops.conv2d) paths: same values and gradients as flax's own nnx.Conv."""
-  layer = conv(5, 4, kernel, dilation=dilation, rngs=nnx.Rngs(3))
-  ref = nnx.Conv(5, 4, (kernel, kernel), padding=layer.padding, kernel_dilation=layer.kernel_dilation,
-                 rngs=nnx.Rngs(0))
-  ref.kernel[...], ref.bias[...] = layer.kernel[...], layer.bias[...]
-  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 6, 7, 5)), jnp.float32)
-  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(ref(x)), atol=1e-5)
-  grad = lambda m: nnx.grad(lambda m, x: jnp.sum(jnp.sin(m(x))), argnums=(0, 1))(m, x)
-  (g_layer, gx_layer), (g_ref, gx_ref) = grad(layer), grad(ref)
-  np.testing.assert_allclose(np.asarray(gx_layer), np.asarray(gx_ref), atol=1e-5)
-  for name in ("kernel", "bias"):
-    np.testing.assert_allclose(np.asarray(getattr(g_layer, name)[...]), np.asarray(getattr(g_ref, name)[...]),
-                               rtol=1e-5, atol=1e-4)
-  assert conv(5, 4, kernel, rngs=nnx.Rngs(0), dtype=jnp.bfloat16)(x).dtype == jnp.bfloat16
-
-
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_linear_custom_gradient_matches_nnx_linear(use_bias):
-  layer = linear(5, 4, use_bias=use_bias, rngs=nnx.Rngs(3))
-  ref = nnx.Linear(5, 4, use_bias=use_bias, rngs=nnx.Rngs(0))
-  ref.kernel[...] = layer.kernel[...]
-  if use_bias:
-    ref.bias[...] = jnp.asarray(np.linspace(-1, 1, 4), jnp.float32)
-    layer.bias[...] = ref.bias[...]
-  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 3, 6, 5)), jnp.float32)
-  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(ref(x)), atol=1e-6)
-  grad = lambda m: nnx.grad(lambda m, x: jnp.sum(jnp.sin(3 * m(x))), argnums=(0, 1))(m, x)
-  (g_layer, gx_layer), (g_ref, gx_ref) = grad(layer), grad(ref)
-  np.testing.assert_allclose(np.asarray(gx_layer), np.asarray(gx_ref), atol=1e-5)
-  for name in ("kernel", "bias") if use_bias else ("kernel",):
-    np.testing.assert_allclose(np.asarray(getattr(g_layer, name)[...]), np.asarray(getattr(g_ref, name)[...]),
-                               rtol=1e-5, atol=1e-5)

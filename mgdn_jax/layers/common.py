@@ -1,4 +1,7 @@
-"""Small building blocks shared by the layers: PyTorch-default initialisers, conv/linear factories, DropPath."""
+"""Small building blocks shared by the layers: PyTorch-default initialisers, conv/linear factories, DropPath.
+
+Convs and linears are `kernels.KernelConv` / `kernels.KernelLinear`: stock parameters, tuned backward passes.
+"""
 import math
 
 import jax
@@ -6,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgdn_jax.ops import conv2d, dense
+from mgdn_jax.kernels import KernelConv, KernelLinear
 
 def _numpy_rng(key):
   """A numpy Generator seeded from a concrete JAX key, or None while tracing (jit / eval_shape).
@@ -50,55 +53,21 @@ def _uniform_bias_init(fan_in: int):
   return _uniform_init(lambda shape: 1.0 / math.sqrt(fan_in))
 
 
-class Conv(nnx.Conv):
-  """nnx.Conv (same parameters, same result) with fast gradients for plain (ungrouped, stride-1, 'same') convs.
-
-  Why: XLA:CPU computes kernel gradients as whole-image convolutions (~30 GFLOP/s here). 1×1 convs run as
-  `ops.dense` (token-wise matmul; (4, 128, 128, 120→60) forward+backward 50 → 21 ms), odd k×k convs as
-  `ops.conv2d` (per-tap matmul kernel gradient). Grouped/strided convs fall back to nnx.Conv.
-  """
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    kh, kw = self.kernel_size
-    dil = self.kernel_dilation if isinstance(self.kernel_dilation, int) else self.kernel_dilation[0]
-    same = dil * (kh - 1) // 2
-    same_padding = ('SAME', ((same, same), (same, same))) + (('VALID',) if kh == 1 else ())
-    plain = (kh == kw and kh % 2 == 1 and self.feature_group_count == 1 and self.strides in (1, (1, 1))
-             and self.kernel_dilation in (dil, (dil, dil)) and self.padding in same_padding
-             and self.bias is not None)
-    if not plain:
-      return super().__call__(x)
-    dtype = self.dtype or x.dtype
-    x, kernel, bias = x.astype(dtype), self.kernel[...].astype(dtype), self.bias[...].astype(dtype)
-    if kh == 1:
-      return dense(x, kernel[0, 0], bias)
-    return conv2d(x, kernel, bias, dil)
-
-
-class Linear(nnx.Linear):
-  """nnx.Linear (same parameters, same result) whose backward pass is `ops.dense`'s (fast weight gradient)."""
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    dtype = self.dtype or x.dtype
-    bias = None if self.bias is None else self.bias[...].astype(dtype)
-    return dense(x.astype(dtype), self.kernel[...].astype(dtype), bias)
-
-
 def conv(in_ch: int, out_ch: int, kernel: int, *, rngs: nnx.Rngs, dilation: int = 1, groups: int = 1,
-         dtype=jnp.float32) -> Conv:
+         dtype=jnp.float32) -> KernelConv:
   """k×k conv, stride 1, zero 'same' padding, bias, PyTorch default init (params always f32)."""
   pad = dilation * (kernel - 1) // 2
   fan_in = (in_ch // groups) * kernel * kernel
-  return Conv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)),
+  return KernelConv(in_ch, out_ch, (kernel, kernel), padding=((pad, pad), (pad, pad)),
               kernel_dilation=(dilation, dilation), feature_group_count=groups,
               kernel_init=_torch_conv_kernel_init, bias_init=_uniform_bias_init(fan_in),
               dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
-def linear(in_f: int, out_f: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=jnp.float32) -> Linear:
+def linear(in_f: int, out_f: int, *, rngs: nnx.Rngs, use_bias: bool = True, dtype=jnp.float32) -> KernelLinear:
   """Linear layer with the official init: weights N(0, 0.02²), bias 0."""
-  return Linear(in_f, out_f, use_bias=use_bias, kernel_init=normal_02,
-                    bias_init=nnx.initializers.zeros_init(), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+  return KernelLinear(in_f, out_f, use_bias=use_bias, kernel_init=normal_02,
+                      bias_init=nnx.initializers.zeros_init(), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
 def layer_norm(dim: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> nnx.LayerNorm:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mgdn_jax.layers.common import conv
-from mgdn_jax.ops import channel_attention, depthwise_conv
+from mgdn_jax.ops import channel_attention
 
 
 class MGCA(nnx.Module):
@@ -29,13 +29,7 @@ class MGCA(nnx.Module):
     self.project_out = conv(dim, dim, 1, rngs=rngs, dtype=dtype)
 
   def __call__(self, guide: jax.Array, other: jax.Array) -> jax.Array:
-    q = _depthwise(self.q_dwconv, self.q(guide))
-    k, v = jnp.split(_depthwise(self.kv_dwconv, self.kv(other)), 2, axis=-1)  # kv channels are [K | V]
+    q = self.q_dwconv(self.q(guide))
+    k, v = jnp.split(self.kv_dwconv(self.kv(other)), 2, axis=-1)  # kv channels are [K | V]
     return self.project_out(channel_attention(q, k, v, self.temperature[...], self.num_heads))
 
-
-def _depthwise(layer: nnx.Conv, x: jax.Array) -> jax.Array:
-  # The nnx.Conv holds the parameters (checkpoint layout unchanged); XLA:CPU's grouped conv is slow, so the
-  # shift-accumulate op computes it (ops/depthwise.py).
-  dtype = layer.dtype
-  return depthwise_conv(x.astype(dtype), layer.kernel[...].astype(dtype), layer.bias[...].astype(dtype))

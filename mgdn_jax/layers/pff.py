@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mgdn_jax.kernels import gelu
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
-from mgdn_jax.ops import (gelu, relative_position_index, shift_attention_mask, window_attention, window_partition,
+from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
                           window_reverse)
 
 

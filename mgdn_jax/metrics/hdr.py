@@ -12,13 +12,7 @@ the same numbers as the official (C, H, W) layout.
 import numpy as np
 from skimage import metrics as sk_metrics
 
-MU = 5000.0
-
-
-def mu_tonemap(x: np.ndarray, mu: float = MU) -> np.ndarray:
-  """T(x) = log(1 + mu x) / log(1 + mu) in float32 (the official code's precision)."""
-  x = np.asarray(x, np.float32)
-  return (np.log(np.float32(1.0) + np.float32(mu) * x) / np.float32(np.log(1.0 + mu))).astype(np.float32)
+from mgdn_jax.tonemap import mu_law as mu_tonemap
 
 
 def _as_batch(x: np.ndarray, name: str) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Iterator
 
 import numpy as np
 
+from mgdn_jax import image_io
 from mgdn_jax import tasks
 from mgdn_jax.metrics import common
 from mgdn_jax.metrics import folders
@@ -76,5 +77,5 @@ def dataset_size(spec: str, config=None, manual_dir=None, data_dir=None) -> int 
 def folder_scenes(sources_dir) -> Iterator[Scene]:
   """MEF/MFF scenes from a folder of source pairs (see `metrics.folders`); inputs as the official uint8 / 255."""
   for name, sources in folders.source_scenes(sources_dir):
-    streams = [(s.astype(np.float64) / 255.0).astype(np.float32) for s in sources]
+    streams = [image_io.to_float32(s) for s in sources]
     yield Scene(name, streams, sources)

@@ -19,15 +19,14 @@ def _logits(q, k, bias, mask):
   return s
 
 
-# Both directions run under this name scope: profiles then group the attention ops, and benchmarks/roofline.py
-# finds the score matrices a flash-attention kernel would keep on chip (the backward's ops carry no frame of this
-# file in their tracebacks, only the name scope).
-SCOPE = "window_attention"
+# Both directions run under this name scope, so profiles (and cost models such as benchmarks/roofline.py) can
+# group the attention ops: the backward's ops carry no frame of this file in their tracebacks, only the scope.
+_SCOPE = "window_attention"
 
 
 def _forward(q, k, v, bias, mask):
   """Output and the (N, nW, h, T) log-sum-exp of the logits (all the backward pass needs to rebuild p)."""
-  with jax.named_scope(SCOPE):
+  with jax.named_scope(_SCOPE):
     s = _logits(q, k, bias, mask)
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
@@ -59,7 +58,7 @@ def _fwd(q, k, v, bias, mask):
 
 
 def _bwd(residuals, g):
-  with jax.named_scope(SCOPE):
+  with jax.named_scope(_SCOPE):
     q, k, v, bias, mask, out, lse = residuals
     p = jnp.exp(_logits(q, k, bias, mask) - lse[..., None])
     g32 = g.astype(jnp.float32)

@@ -9,8 +9,8 @@ channel k·i + j ↔ (row offset i, column offset j), row-major, no flip.
 
 The official code unfolds (N, H, W, C, k²) tensors. Here the sum is k² shifted multiply-adds, which XLA fuses into
 one loop over the input; the hand-written backward is also shift-accumulate, so nothing k²-sized per channel is
-ever materialised in either direction. `dynamic_filter_reference` is the plain autodiff version (the test oracle)
-and `dynamic_filter_patches` the unfold-style formulation the official code uses (benchmark baseline only).
+ever materialised in either direction. The autodiff oracle lives in tests/oracles.py and the unfold-style
+formulation of the official code, a benchmark baseline, in benchmarks/baselines.py.
 """
 import functools
 
@@ -43,20 +43,6 @@ def _forward(x: jax.Array, kernels: jax.Array, kernel_size: int) -> jax.Array:
       tap = jax.lax.dynamic_slice(xp, (0, i, j, 0), (n, h, w, x.shape[-1]))
       out = out + tap.astype(acc_dtype) * kernels[..., t:t + 1].astype(acc_dtype)
   return out.astype(x.dtype)
-
-
-def dynamic_filter_reference(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> jax.Array:
-  """Plain shift-accumulate with JAX autodiff for the gradient: the test oracle.
-
-  Args:
-    x: (N, H, W, C) features.
-    kernels: (N, H, W, k²) per-pixel kernels, channel k·i + j = tap (i, j).
-    kernel_size: k (odd).
-  Returns:
-    (N, H, W, C) filtered features, dtype of x.
-  """
-  _check(x, kernels, kernel_size)
-  return _forward(x, kernels, kernel_size)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -122,14 +108,3 @@ def dynamic_filter(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> ja
   _check(x, kernels, kernel_size)
   return _dynamic_filter(x, kernels, kernel_size)
 
-
-def dynamic_filter_patches(x: jax.Array, kernels: jax.Array, kernel_size: int = 7) -> jax.Array:
-  """Unfold-style formulation (materialises (N, H, W, C, k²)); a benchmark baseline, not used by the model."""
-  _check(x, kernels, kernel_size)
-  n, h, w, c = x.shape
-  patches = jax.lax.conv_general_dilated_patches(
-      _edge_pad(x, kernel_size // 2), (kernel_size, kernel_size), (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  # conv_general_dilated_patches orders the feature axis as (C, kh, kw).
-  patches = patches.reshape(n, h, w, c, kernel_size * kernel_size)
-  return jnp.einsum("nhwct,nhwt->nhwc", patches, kernels)

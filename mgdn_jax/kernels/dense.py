@@ -2,15 +2,16 @@
 
 Why a custom VJP: autodiff gives dW = xᵀ g as a dot contracting the token axis of both operands. XLA:CPU's
 layout assignment then stores g channel-major ((O, T), an extra transposing copy) and runs the dot in Eigen's
-transposed-transposed form, ~33 GFLOP/s on one core of this CPU against ~150 GFLOP/s for the same product with
+transposed-transposed form, ~33 GFLOP/s on one x86 core against ~150 GFLOP/s for the same product with
 g token-major. An optimization barrier on the flattened g pins it token-major. Measured (one core, tokens
-4·128², 60 → 120, with the GELU feeding g as in the MLP): forward+backward 187 → 32 ms. Off CPU the custom VJP
-is not used (`ops.gradients`): cuBLAS runs autodiff's form directly, and the barrier would only block fusion.
+4·128², 60 → 120, with the GELU feeding g as in the MLP): forward+backward 187 → 32 ms. Under
+gradients='autodiff' (`kernels.dispatch`) the custom VJP is not used: cuBLAS runs autodiff's form directly, and the
+barrier would only block fusion.
 """
 import jax
 import jax.numpy as jnp
 
-from mgdn_jax.ops.gradients import use_custom_gradients
+from mgdn_jax.kernels.dispatch import AUTODIFF, select
 
 
 def token_contract(a: jax.Array, g: jax.Array) -> jax.Array:
@@ -28,11 +29,9 @@ def _apply(x, kernel, bias):
   return y if bias is None else y + bias
 
 
-def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
-  """(..., I) @ (I, O) (+ (O,)) → (..., O), all in the dtype of x (the caller casts)."""
-  if not use_custom_gradients():
-    return _apply(x, kernel, bias)
-  return _dense(x, kernel, bias)
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array | None, gradients: str = AUTODIFF) -> jax.Array:
+  """(..., I) @ (I, O) (+ (O,)) → (..., O), all in the dtype of x (the caller casts); `gradients` picks the VJP."""
+  return select(gradients, _dense, _apply)(x, kernel, bias)
 
 
 @jax.custom_vjp

@@ -8,15 +8,13 @@ layer's parameters as they are stored (kernel (k, k, 1, C), bias (C,)):
 Why: XLA:CPU lowers grouped convolutions to slow generic loops, above all their gradients (measured at
 (4, 128, 128, 60): 185 ms forward, 1029 ms forward+backward). k² shifted multiply-adds fuse into one elementwise
 loop over the input instead; the backward is the same form (correlation of the zero-padded cotangent with the
-flipped kernel) plus k² per-channel reductions for the kernel gradient, one tap per loop step. Off CPU
-(`ops.gradients`) the same shift-accumulate forward is differentiated by autodiff instead.
+flipped kernel) plus k² per-channel reductions for the kernel gradient, one tap per loop step. Under
+gradients='autodiff' (`kernels.dispatch`) the same shift-accumulate forward is differentiated by autodiff instead.
 """
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from mgdn_jax.ops.gradients import use_custom_gradients
+from mgdn_jax.kernels.dispatch import AUTODIFF, select
 
 
 def _pad(x: jax.Array, r: int) -> jax.Array:
@@ -80,8 +78,8 @@ def _bwd(residuals, g):
 _depthwise.defvjp(_fwd, _bwd)
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-  """Depthwise 'same' convolution with bias.
+def depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, gradients: str = AUTODIFF) -> jax.Array:
+  """Depthwise 'same' convolution with bias; `gradients` picks the VJP (`kernels.dispatch`).
 
   Args:
     x: (N, H, W, C).
@@ -94,6 +92,4 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Arra
   if x.ndim != 4 or kernel.shape != (k, k, 1, x.shape[-1]) or k % 2 == 0 or bias.shape != (x.shape[-1],):
     raise ValueError(f"depthwise_conv: x {x.shape}, kernel {kernel.shape}, bias {bias.shape} do not fit "
                      f"(expected kernel (k, k, 1, {x.shape[-1] if x.ndim == 4 else 'C'}) with k odd, bias (C,))")
-  if not use_custom_gradients():
-    return _forward(x, kernel, bias)  # autodiff of the same shift-accumulate
-  return _depthwise(x, kernel, bias)
+  return select(gradients, _depthwise, _forward)(x, kernel, bias)  # 'autodiff': of the same shift-accumulate
