@@ -96,10 +96,10 @@ def check_task(official_kwargs: Mapping, task: str) -> None:
   """Refuses weights with exactly another task's official dimensions (MEF and MFF share one network class, so
   MFF weights would otherwise load silently as an MEF model); other dimensions are custom models and pass."""
   dims = _dimensions(official_kwargs)
-  if dims == _dimensions(model_lib.model_config(TASK_PRESET[task])):
+  if dims == _dimensions(model_lib.model_config(tasks.get(task).preset())):
     return
-  for other, preset in TASK_PRESET.items():
-    if other != task and dims == _dimensions(model_lib.model_config(preset)):
+  for other in tasks.NAMES:
+    if other != task and dims == _dimensions(model_lib.model_config(tasks.get(other).preset())):
       raise ValueError(f"the weights have the official {other} network's dimensions (embed_dim {dims[0]}, depths "
                        f"{list(dims[1])}), not {task}'s: pass --task={other}")
 
