@@ -48,7 +48,8 @@ def main(argv):
     if FLAGS.mode == 'train':
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
-      train.evaluate_workdir(FLAGS.config, FLAGS.workdir)
+      from mgdn_jax import evaluation  # pylint: disable=g-import-not-at-top
+      print(evaluation.format_scalars(train.evaluate_workdir(FLAGS.config, FLAGS.workdir)), flush=True)
   except (*_USER_ERRORS, workdir_lock.WorkdirBusyError) as e:
     if FLAGS.traceback:
       raise

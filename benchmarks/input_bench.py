@@ -18,6 +18,7 @@ import ml_collections
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from data_pipelines import input_pipeline  # noqa: E402
+from mgdn_jax import tasks  # noqa: E402
 
 _BATCH = flags.DEFINE_integer('batch_size', 8, 'Global batch size.')
 _PATCH = flags.DEFINE_integer('patch_size', 128, 'Training crop size.')
@@ -53,7 +54,7 @@ def main(argv):
   tfds.disable_progress_bar()
   data_dir = _DATA_DIR.value or tempfile.mkdtemp(prefix='input_bench_')
   cases = [(f'{t} (mgdn_demo/{t}, 144x192)', _config(t, f'mgdn_demo/{t}', 'train', data_dir))
-           for t in ('mef', 'mff', 'hdr', 'gdsr')]
+           for t in tasks.NAMES]
   if _SHARED.is_dir():
     manual = str(_SHARED)
     cases += [('mef (mefb, up to 1200x800, no target)', _config('mef', 'mefb', 'test', data_dir, manual)),

@@ -20,8 +20,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TASKS = ('mef', 'mff', 'hdr', 'gdsr_x4', 'gdsr_x8', 'gdsr_x16')
+PRESETS = tuple(p for name in tasks.NAMES for p in tasks.get(name).presets())
 
 
 def _timed(fn, args, repeats):
@@ -74,7 +75,7 @@ def filter_rows(n: int, size: int, channels: int, repeats: int) -> list:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mef,mff,hdr,gdsr_x4,gdsr_x16', help=f'comma-separated subset of {TASKS}')
+  p.add_argument('--tasks', default='mef,mff,hdr,gdsr_x4,gdsr_x16', help=f'comma-separated subset of {PRESETS}')
   p.add_argument('--batches', default='1,4')
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--repeats', type=int, default=3)
@@ -83,14 +84,14 @@ def main() -> None:
   p.add_argument('--filter_size', type=int, default=128)
   p.add_argument('--filter_channels', type=int, default=60)
   args = p.parse_args()
-  tasks = [t for t in args.tasks.split(',') if t]
-  for t in tasks:
-    if t not in TASKS:
-      raise SystemExit(f'model_bench: unknown task {t!r}; known: {TASKS}')
+  presets = [t for t in args.tasks.split(',') if t]
+  for t in presets:
+    if t not in PRESETS:
+      raise SystemExit(f'model_bench: unknown task {t!r}; known: {PRESETS}')
   print(f'Machine: {common.machine()}\n')
-  if tasks:
+  if presets:
     rows = []
-    for task in tasks:
+    for task in presets:
       for batch in map(int, args.batches.split(',')):
         rows.append(model_rows(task, batch, args.size, args.repeats))
         print(f'  done {task} batch {batch}', file=sys.stderr, flush=True)

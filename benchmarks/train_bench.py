@@ -33,8 +33,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 
 
 def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32',
@@ -170,7 +170,7 @@ def hdr_table(rows: list[dict]) -> str:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mef,mff,hdr', help=f'comma-separated subset of {TASKS}')
+  p.add_argument('--tasks', default='mef,mff,hdr', help=f'comma-separated subset of {tasks.NAMES}')
   p.add_argument('--batch', type=int, default=4)
   p.add_argument('--size', type=int, default=128)
   p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
@@ -205,8 +205,8 @@ def main() -> None:
   passthrough += ['--without_mi_loss'] * args.without_mi_loss
   train_rows, hdr_rows = [], []
   for task in [t for t in args.tasks.split(',') if t]:
-    if task not in TASKS:
-      raise SystemExit(f'train_bench: unknown task {task!r}; known: {TASKS}')
+    if task not in tasks.NAMES:
+      raise SystemExit(f'train_bench: unknown task {task!r}; known: {tasks.NAMES}')
     r = common.run_isolated(__file__, [f'--one=train:{task}', *passthrough])
     r.setdefault('task', task)
     train_rows.append(r)

@@ -7,22 +7,12 @@ Variants (`--config=configs/<task>.py:<variant>`, comma-separated, e.g. `gdsr.py
 
 import ml_collections
 
-# Main eval metric per task: picks the best checkpoint and is what `load_model(workdir)` restores.
-# MEF/MFF test sets (MEFB, Lytro) have no ground truth, so their no-reference fusion metrics rank checkpoints.
-BEST_METRIC = {
-    'mef': ('MEF_SSIM', 'max'),
-    'mff': ('Qabf', 'max'),
-    'hdr': ('psnr_mu', 'max'),
-    'gdsr': ('rmse_cm', 'min'),
-}
-# With a demo/tiny target: every task then ranks by PSNR against the target.
-TARGET_METRIC = ('psnr', 'max')
-
+from mgdn_jax import tasks
 
 def get_config() -> ml_collections.ConfigDict:
   """The defaults (MEF-like); not a runnable task on its own — use configs/{mef,mff,hdr,gdsr}.py."""
   c = ml_collections.ConfigDict()
-  c.task = 'mef'                      # 'mef' | 'mff' | 'hdr' | 'gdsr'
+  c.task = 'mef'                      # one of tasks.NAMES
   c.model_name = 'mef'                # preset of model_lib.model_config; c.model is filled from it
   c.model = ml_collections.ConfigDict()  # the full model config (task files set it from model_name)
   c.seed = 0
@@ -59,7 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3              # latest N kept, plus the best by best_metric
-  c.best_metric = ''                  # '<eval_dataset>/<metric>'; '' = the task's BEST_METRIC on the first eval set
+  c.best_metric = ''                  # '<eval_dataset>/<metric>' (evaluation.py names); '' = the task's best
+                                      # metric (tasks.Task.best_metric) on the first eval set
   c.best_metric_mode = 'max'          # 'max' | 'min' (set with best_metric)
   c.async_checkpointing = True
   c.eval_max_examples = 0             # per eval set; 0 = all
@@ -88,7 +79,7 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
   model_overrides = {}
   for t in tokens:
     if t == 'demo':
-      c.model_name = {'hdr': 'tiny_hdr', 'gdsr': 'tiny_gdsr'}.get(c.task, 'tiny_fusion')  # CPU-sized model
+      c.model_name = tasks.get(c.task).small_preset  # CPU-sized model
       model_overrides = dict(task=c.task)  # tiny_fusion serves MEF and MFF
       c.data.train_dataset = f'mgdn_demo/{c.task}'
       c.data.eval_datasets = (f'mgdn_demo/{c.task}:test',)
@@ -104,7 +95,7 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
       c.checkpoint_every_steps = 200
       c.num_eval_images = 2
     elif t == 'tiny':
-      c.model_name = {'hdr': 'tiny_hdr', 'gdsr': 'tiny_gdsr'}.get(c.task, 'tiny_fusion')
+      c.model_name = tasks.get(c.task).small_preset
       # One stage: XLA:CPU compiles it in about half the time; tiny_fusion serves MEF and MFF.
       model_overrides = dict(task=c.task, depths=(1,), num_heads=(2,))
       c.data.train_dataset = f'mgdn_demo/{c.task}'
@@ -122,12 +113,11 @@ def finalize(c: ml_collections.ConfigDict, variants: str | None) -> ml_collectio
       c.mi_max_samples = 256
       c.no_reference_metrics = False
       c.async_checkpointing = True
-    elif t not in ('x4', 'x8', 'x16'):
+    elif t not in [f'x{n}' for n in tasks.GDSR_SCALES]:
       raise ValueError(f'configs: unknown variant {t!r} (known: demo, tiny; gdsr also x4, x8, x16).')
   c.model = model_lib.model_config(c.model_name, **model_overrides)
   if not c.best_metric:
     first = c.data.eval_datasets[0].split(':')[0]
-    has_target = first.startswith('mgdn_demo') or c.task in ('hdr', 'gdsr')
-    name, mode = BEST_METRIC[c.task] if c.task in ('hdr', 'gdsr') or not has_target else TARGET_METRIC
+    name, mode = tasks.get(c.task).best_metric(has_target=first.startswith('mgdn_demo'))
     c.best_metric, c.best_metric_mode = f'{first}/{name}', mode
   return c

@@ -6,17 +6,18 @@ Usage: `--config=configs/gdsr.py:x4` (default scale) | `:x8` | `:x16`, combinabl
 """
 
 from configs import default
+from mgdn_jax import tasks
 
 
 def get_config(variant: str | None = None):
   c = default.get_config()
   tokens = [t for t in (variant or '').split(',') if t]
-  scales = [t for t in tokens if t in ('x4', 'x8', 'x16')]
+  scales = [t for t in tokens if t in [f'x{n}' for n in tasks.GDSR.scales]]
   if len(scales) > 1:
     raise ValueError(f'configs/gdsr.py: give one scale, got {scales}.')
   scale = int(scales[0][1:]) if scales else 4
   c.task = 'gdsr'
-  c.model_name = f'gdsr_x{scale}'
+  c.model_name = tasks.GDSR.preset(scale)
   c.seed = 1
   c.batch_size = 4
   c.patch_size = 256

@@ -8,12 +8,13 @@ Usage: `--config=configs/hdr.py` | `configs/hdr.py:demo` | `configs/hdr.py:tiny`
 """
 
 from configs import default
+from mgdn_jax import tasks
 
 
 def get_config(variant: str | None = None):
   c = default.get_config()
   c.task = 'hdr'
-  c.model_name = 'hdr'
+  c.model_name = tasks.HDR.preset()
   c.seed = 225
   c.batch_size = 4
   c.learning_rate = 1e-4

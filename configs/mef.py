@@ -6,12 +6,13 @@ Usage: `--config=configs/mef.py` | `configs/mef.py:demo` | `configs/mef.py:tiny`
 """
 
 from configs import default
+from mgdn_jax import tasks
 
 
 def get_config(variant: str | None = None):
   c = default.get_config()
   c.task = 'mef'
-  c.model_name = 'mef'
+  c.model_name = tasks.MEF.preset()
   c.num_train_steps = 5_500
   c.data.train_dataset = 'sice'
   c.data.eval_datasets = ('mefb:test',)

@@ -6,12 +6,13 @@ Usage: `--config=configs/mff.py` | `configs/mff.py:demo` | `configs/mff.py:tiny`
 """
 
 from configs import default
+from mgdn_jax import tasks
 
 
 def get_config(variant: str | None = None):
   c = default.get_config()
   c.task = 'mff'
-  c.model_name = 'mff'
+  c.model_name = tasks.MFF.preset()
   c.num_train_steps = 62_000
   c.data.train_dataset = 'drpl_mff'
   c.data.eval_datasets = ('lytro:test', 'mffw:test')

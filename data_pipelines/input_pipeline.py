@@ -15,35 +15,16 @@ import numpy as np
 
 from data_pipelines import loader
 from data_pipelines import transforms
-from mgdn_jax import image_io
-
-TASKS = ('mef', 'mff', 'hdr', 'gdsr')
+from mgdn_jax import tasks
 
 
 def _text(value) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _stream_keys(example) -> list[str]:
-  keys = sorted((k for k in example if k.startswith('image_')), key=lambda k: int(k.split('_')[1]))
-  if not keys:
-    raise ValueError(f'example {_text(example.get("name", "?"))!r} has no image_k features')
-  return keys
-
-
 def encode_example(example: dict[str, Any], task: str, gdsr_scale: int) -> dict[str, np.ndarray]:
   """Task encoding of one (already cropped) example: raw dataset features → stream_k / target (no batch axis)."""
-  if task == 'gdsr':
-    return transforms.gdsr_example(example['rgb'], example['depth'], gdsr_scale)
-  out = {}
-  for k, key in enumerate(_stream_keys(example)):
-    if task == 'hdr':
-      out[f'stream_{k}'] = transforms.hdr_stream(example[key], float(example['exposures'][k]))
-    else:
-      out[f'stream_{k}'] = image_io.to_float32(example[key])
-  if 'target' in example:
-    out['target'] = image_io.to_float32(example['target'])
-  return out
+  return tasks.get(task).encode(example, gdsr_scale)
 
 
 class TrainTransform(grain.transforms.RandomMap):
@@ -53,26 +34,19 @@ class TrainTransform(grain.transforms.RandomMap):
   """
 
   def __init__(self, task: str, patch_size: int, augment: bool, gdsr_scale: int):
-    if task not in TASKS:
-      raise ValueError(f'config.task {task!r}: expected one of {TASKS}')
-    self.task, self.patch_size, self.augment, self.gdsr_scale = task, patch_size, augment, gdsr_scale
+    self.task = tasks.get(task)
+    self.patch_size, self.augment, self.gdsr_scale = patch_size, augment, gdsr_scale
 
   def random_map(self, element, rng: np.random.Generator):
-    if self.task == 'gdsr':
-      spatial = {'rgb': element['rgb'], 'depth': element['depth']}
-      modes = transforms.FLIP_MODES
-    else:
-      spatial = {k: element[k] for k in _stream_keys(element)}
-      if 'target' in element:
-        spatial['target'] = element['target']
-      modes = transforms.ALL_MODES
+    keys = self.task.spatial_keys(element)
+    modes = self.task.augment_modes() if self.augment else (0,)
     try:
-      cropped = transforms.random_crop_and_augment(spatial, rng, self.patch_size, modes if self.augment else (0,))
+      cropped = transforms.random_crop_and_augment({k: element[k] for k in keys}, rng, self.patch_size, modes)
     except ValueError as e:
       raise ValueError(f'example {_text(element.get("name", "?"))!r}: {e}') from None
-    if self.task == 'hdr':
+    if 'exposures' in element:  # per-frame values, not pixels: kept as they are
       cropped['exposures'] = element['exposures']
-    out = encode_example(cropped, self.task, self.gdsr_scale)
+    out = self.task.encode(cropped, self.gdsr_scale)
     out.pop('depth_min', None)
     out.pop('depth_max', None)
     return out

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import common
 from data_pipelines import synth
+from mgdn_jax import tasks
 
 HEIGHT, WIDTH = 144, 192
 _MARGIN = 12  # HDR frames are cut from a larger view so the under/over frames can move.
@@ -53,6 +54,11 @@ def _motorcycle():
   return rgb, disp
 
 
+def _pair_example(a: np.ndarray, b: np.ndarray, photo: np.ndarray, name: str) -> dict:
+  return {'image_0': common.png_bytes(a), 'image_1': common.png_bytes(b), 'target': common.png_bytes(photo),
+          'name': name}
+
+
 class MgdnDemoConfig(tfds.core.BuilderConfig):
   pass
 
@@ -62,16 +68,10 @@ class MgdnDemo(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  BUILDER_CONFIGS = [MgdnDemoConfig(name=t, description=f'{t} demo scenes') for t in ('mef', 'mff', 'hdr', 'gdsr')]
+  BUILDER_CONFIGS = [MgdnDemoConfig(name=t, description=f'{t} demo scenes') for t in tasks.NAMES]
 
   def _info(self) -> tfds.core.DatasetInfo:
-    task = self.builder_config.name
-    if task == 'hdr':
-      features = common.hdr_features()
-    elif task == 'gdsr':
-      features = common.gdsr_features()
-    else:
-      features = common.fusion_features(2, with_target=True)
+    features = _KINDS[self.builder_config.name][0]()
     return self.dataset_info_from_configs(features=features, homepage='https://scikit-image.org/docs/stable/api/skimage.data.html')
 
   def _split_generators(self, dl_manager):
@@ -79,30 +79,41 @@ class MgdnDemo(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(split) for split in ('train', 'test')}
 
   def _generate_examples(self, split):
-    task = self.builder_config.name
-    if task == 'gdsr':
-      yield from self._gdsr(split)
-      return
+    return getattr(self, _KINDS[self.builder_config.name][1])(split)
+
+  def _photo_scenes(self, split, make):
+    """(key, example) of `make(rng, index, photo name)` for each photo of the split; one seed per photo and task."""
+    task_index = tasks.NAMES.index(self.builder_config.name)
     for index, (photo_name, photo_split) in enumerate(_PHOTOS):
-      if photo_split != split:
-        continue
-      rng = np.random.default_rng([_SEED, index, ('mef', 'mff', 'hdr').index(task)])
-      key = f'{photo_name}'
-      if task == 'hdr':
-        big = _photo(photo_name, HEIGHT + 2 * _MARGIN, WIDTH + 2 * _MARGIN)
-        evs = (0.0, 2.0, 4.0) if index % 2 == 0 else (0.0, 3.0, 6.0)
-        frames, target = synth.hdr_triplet(rng, big, HEIGHT, WIDTH, evs)
-        ex = {f'image_{k}': f for k, f in enumerate(frames)}
-        ex.update(exposures=np.asarray(evs, np.float32), target=target, name=key)
-      else:
-        photo = _photo(photo_name, HEIGHT, WIDTH)
-        if task == 'mef':
-          a, b = synth.mef_pair(rng, photo)
-        else:
-          a, b = synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH))
-        ex = {'image_0': common.png_bytes(a), 'image_1': common.png_bytes(b), 'target': common.png_bytes(photo),
-              'name': key}
-      yield key, ex
+      if photo_split == split:
+        yield photo_name, make(np.random.default_rng([_SEED, index, task_index]), index, photo_name)
+
+  def _mef_scenes(self, split):
+    return self._photo_scenes(split, self._mef)
+
+  def _mff_scenes(self, split):
+    return self._photo_scenes(split, self._mff)
+
+  def _hdr_scenes(self, split):
+    return self._photo_scenes(split, self._hdr)
+
+  def _hdr(self, rng, index, key):
+    big = _photo(key, HEIGHT + 2 * _MARGIN, WIDTH + 2 * _MARGIN)
+    evs = (0.0, 2.0, 4.0) if index % 2 == 0 else (0.0, 3.0, 6.0)
+    frames, target = synth.hdr_triplet(rng, big, HEIGHT, WIDTH, evs)
+    ex = {f'image_{k}': f for k, f in enumerate(frames)}
+    ex.update(exposures=np.asarray(evs, np.float32), target=target, name=key)
+    return ex
+
+  def _mef(self, rng, index, key):
+    del index
+    photo = _photo(key, HEIGHT, WIDTH)
+    return _pair_example(*synth.mef_pair(rng, photo), photo, key)
+
+  def _mff(self, rng, index, key):
+    del index
+    photo = _photo(key, HEIGHT, WIDTH)
+    return _pair_example(*synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH)), photo, key)
 
   def _gdsr(self, split):
     rgb, disp = _motorcycle()
@@ -116,3 +127,12 @@ class MgdnDemo(tfds.core.GeneratorBasedBuilder):
       key = f'motorcycle_y{y}_x{x}'
       yield key, {'rgb': common.png_bytes(np.ascontiguousarray(rgb[y:y + HEIGHT, x:x + WIDTH])),
                   'depth': np.ascontiguousarray(disp[y:y + HEIGHT, x:x + WIDTH]), 'name': key}
+
+
+def _fusion_features():
+  return common.fusion_features(2, with_target=True)
+
+
+# Per config (task): its features and the builder method generating its scenes.
+_KINDS = {'mef': (_fusion_features, '_mef_scenes'), 'mff': (_fusion_features, '_mff_scenes'),
+          'hdr': (common.hdr_features, '_hdr_scenes'), 'gdsr': (common.gdsr_features, '_gdsr')}

@@ -18,8 +18,8 @@ import numpy as np
 from flax import nnx
 
 from mgdn_jax import model as model_lib
+from mgdn_jax import tasks
 
-TASK_PRESET = {"mef": "mef", "mff": "mff", "hdr": "hdr", "gdsr": "gdsr_x4"}
 _SKIPPED = re.compile(r"^(patch_embed\.norm|norm)\.(weight|bias)$|\.relative_position_index$|\.attn_mask$")
 
 # (official regex without the trailing .weight/.bias, our path as a function of the groups, kind).
@@ -96,27 +96,27 @@ def check_task(official_kwargs: Mapping, task: str) -> None:
   """Refuses weights with exactly another task's official dimensions (MEF and MFF share one network class, so
   MFF weights would otherwise load silently as an MEF model); other dimensions are custom models and pass."""
   dims = _dimensions(official_kwargs)
-  if dims == _dimensions(model_lib.model_config(TASK_PRESET[task])):
+  if dims == _dimensions(model_lib.model_config(tasks.get(task).preset())):
     return
-  for other, preset in TASK_PRESET.items():
-    if other != task and dims == _dimensions(model_lib.model_config(preset)):
+  for other in tasks.NAMES:
+    if other != task and dims == _dimensions(model_lib.model_config(tasks.get(other).preset())):
       raise ValueError(f"the weights have the official {other} network's dimensions (embed_dim {dims[0]}, depths "
                        f"{list(dims[1])}), not {task}'s: pass --task={other}")
 
 
 def model_config_from_official(official_kwargs: Mapping, task: str):
   """Our model config for the official constructor arguments (MGDN_REFERENCE §1)."""
-  if task not in TASK_PRESET:
-    raise ValueError(f"task must be one of {sorted(TASK_PRESET)}, got {task!r}")
+  if task not in tasks.NAMES:
+    raise ValueError(f"task must be one of {sorted(tasks.NAMES)}, got {task!r}")
   kw = dict(official_kwargs)
   check_task(kw, task)
   embed_dim = int(kw.get("embed_dim", 96))
-  gf = int(kw.get("GF_chans", 60 if task == "hdr" else 30))
+  gf = int(kw.get("GF_chans", tasks.get(task).official_gf_chans))
   if gf != embed_dim:
     raise ValueError(f"official GF_chans={gf} must equal embed_dim={embed_dim} (the official filter repeats the "
                      f"kernel GF_chans times)")
   return model_lib.model_config(
-      TASK_PRESET[task], embed_dim=embed_dim, depths=tuple(int(d) for d in kw["depths"]),
+      tasks.get(task).preset(), embed_dim=embed_dim, depths=tuple(int(d) for d in kw["depths"]),
       num_heads=tuple(int(h) for h in kw["num_heads"]), window_size=int(kw.get("window_size", 8)),
       mlp_ratio=float(kw.get("mlp_ratio", 4.0)))
 
@@ -231,9 +231,10 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 def export_config(task: str, model_cfg, scale: int | None = None):
   """The task's training config (configs/<task>.py) with the converted model's config in `model`."""
   import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f"configs.{task}").get_config(f"x{scale}" if task == "gdsr" and scale else None)
+  variant = f"x{scale}" if scale and tasks.get(task).guided_depth else None
+  config = importlib.import_module(f"configs.{task}").get_config(variant)
   config.model = model_cfg
-  config.model_name = TASK_PRESET[task]
+  config.model_name = tasks.get(task).preset(scale)
   return config
 
 
@@ -258,10 +259,10 @@ def main(argv=None) -> None:
       prog="python -m mgdn_jax.convert",
       description="Convert official MGDN PyTorch weights (.pth needs torch; .npz does not) into an MGDN-JAX "
                   "checkpoint that evaluation, inference and fine-tuning load.")
-  parser.add_argument("--task", required=True, choices=sorted(TASK_PRESET))
+  parser.add_argument("--task", required=True, choices=sorted(tasks.NAMES))
   parser.add_argument("--official", required=True, help="official checkpoint (.pth/.pt or .npz)")
   parser.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-  parser.add_argument("--scale", type=int, choices=(4, 8, 16), default=None,
+  parser.add_argument("--scale", type=int, choices=tasks.GDSR_SCALES, default=None,
                       help="GDSR scale the weights were trained for (stored in the exported config)")
   args = parser.parse_args(argv)
   out = os.path.abspath(args.out)

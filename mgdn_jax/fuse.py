@@ -22,13 +22,10 @@ import tqdm
 from mgdn_jax import platform
 from mgdn_jax import image_io
 from mgdn_jax import inference
-from mgdn_jax import tonemap
+from mgdn_jax import tasks
 from mgdn_jax.image_io import InputError
 
-TASK_OUTPUTS = {'mef': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'), 'mff': ('.png', '.tif', '.tiff', '.jpg', '.jpeg'),
-                'hdr': ('.hdr', '.exr'), 'gdsr': ('.npy', '.png', '.tif', '.tiff')}
-DEFAULT_FORMAT = {'mef': 'png', 'mff': 'png', 'hdr': 'hdr', 'gdsr': 'npy'}
-PREVIEW_SUFFIX = '_tonemapped.png'
+PREVIEW_SUFFIX = tasks.HDR.preview_suffix
 
 log = logging.getLogger('mgdn_jax.fuse')
 
@@ -64,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='python -m mgdn_jax.fuse', description=_DESCRIPTION, epilog=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('inputs', nargs='+', metavar='INPUTS', help='image files, folders or quoted globs (see above)')
-  p.add_argument('--task', required=True, choices=('mef', 'mff', 'hdr', 'gdsr'))
+  p.add_argument('--task', required=True, choices=tasks.NAMES)
   p.add_argument('--checkpoint', required=True,
                  help='weights file (.npz) or shipped name (mgdn-jax/<name>), exported model '
                       '(mgdn_jax.convert --out) or a training workdir')
@@ -97,9 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------------- scene discovery
 
-TASK_STREAMS = {'mef': (2, (3, 3)), 'mff': (2, (3, 3)), 'hdr': (3, (6, 6, 6)), 'gdsr': (2, (3, 1))}
-TASK_ROLES = {'mef': 'under-exposed, over-exposed', 'mff': 'focused on A, focused on B',
-              'hdr': 'under-exposed, reference, over-exposed frame', 'gdsr': 'RGB guide, depth'}
 # A trailing tag that names a file's role inside its scene; the rest of the name is the scene key.
 _ROLE = re.compile(r'^(.+?)[_\-. ](a|b|c|under|ref|mid|over|rgb|color|colour|guide|depth|lr)$', re.IGNORECASE)
 _RANK = {'a': 0, 'under': 0, 'rgb': 0, 'color': 0, 'colour': 0, 'guide': 0, 'b': 1, 'ref': 1, 'mid': 1,
@@ -129,25 +123,26 @@ def _is_depth(path: pathlib.Path) -> bool:
 
 
 def _input_files(task, folder: pathlib.Path) -> list[pathlib.Path]:
-  suffixes = image_io.LDR_SUFFIXES + (('.npy',) if task == 'gdsr' else ())
+  suffixes = image_io.LDR_SUFFIXES + tasks.get(task).extra_input_suffixes
   return sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith('.')
                  and f.suffix.lower() in suffixes and not f.name.endswith(PREVIEW_SUFFIX)),
                 key=lambda f: f.name.lower())
 
 
 def _make_scene(task, name, files, exposures, folder, explicit=False) -> Scene:
-  k = TASK_STREAMS[task][0]
+  t = tasks.get(task)
+  k = t.num_streams
   if len(files) != k:
     listing = ', '.join(str(f) for f in files)
-    raise InputError(f'task {task} needs {k} inputs ({TASK_ROLES[task]}), got {len(files)} for {name}: {listing}')
-  if task == 'gdsr':
+    raise InputError(f'task {task} needs {k} inputs ({t.roles}), got {len(files)} for {name}: {listing}')
+  if t.guided_depth:
     files = sorted(files, key=_is_depth)
     if _is_depth(files[0]) or not _is_depth(files[1]) and not explicit:
       raise InputError(f'cannot tell the RGB guide from the depth in {name}: use .npy for the depth or name it '
                        '*_depth.png')
   elif not explicit:
     files = sorted(files, key=lambda f: (_split(f)[2], f.name.lower()))
-  if task == 'hdr':
+  if t.needs_exposures:
     if exposures is None:
       ev_file = (folder or files[0].parent) / EXPOSURE_FILE
       if not ev_file.is_file():
@@ -168,9 +163,9 @@ def _group(task, files, exposures, folder) -> list[Scene]:
 
 def _is_scene_dir(task, folder) -> bool:
   files = _input_files(task, folder)
-  if task == 'hdr' and (folder / EXPOSURE_FILE).is_file():
+  if tasks.get(task).needs_exposures and (folder / EXPOSURE_FILE).is_file():
     return bool(files)
-  return len(files) == TASK_STREAMS[task][0] and len({_split(f)[0] for f in files}) == 1
+  return len(files) == tasks.get(task).num_streams and len({_split(f)[0] for f in files}) == 1
 
 
 def _scenes_in_dir(task, folder, exposures) -> list[Scene]:
@@ -211,7 +206,7 @@ def _pair_stream_dirs(task, dirs, exposures) -> list[Scene]:
 
 def find_scenes(task, paths, exposures=None) -> list[Scene]:
   """The scenes named by the expanded command-line inputs (see the --help text)."""
-  k = TASK_STREAMS[task][0]
+  k = tasks.get(task).num_streams
   files = [p for p in paths if p.is_file()]
   dirs = [p for p in paths if p.is_dir()]
   if files and dirs:
@@ -222,7 +217,7 @@ def find_scenes(task, paths, exposures=None) -> list[Scene]:
     keys = [_split(f)[0] for f in files]
     if len(files) < k or any(keys.count(key) != k for key in keys):
       listing = ', '.join(str(f) for f in files)
-      raise InputError(f'task {task} needs {k} inputs ({TASK_ROLES[task]}), got {len(files)}: {listing}')
+      raise InputError(f'task {task} needs {k} inputs ({tasks.get(task).roles}), got {len(files)}: {listing}')
     return _group(task, files, exposures, None)
   if len(dirs) == k and not all(_is_scene_dir(task, d) for d in dirs):
     return _pair_stream_dirs(task, dirs, exposures)
@@ -279,13 +274,14 @@ def check_inputs(task, scene, *, depth_scale=1000., resize_to_first=False) -> No
   Raises InputError naming the file that cannot be read (or is over the pixel limit) or the sizes that differ.
   Decoding twice costs little next to a forward pass.
   """
+  guided_depth = tasks.get(task).guided_depth
   sizes = []
   for k, f in enumerate(scene.files):
-    if task == 'gdsr' and k == 1:  # the depth map
+    if guided_depth and k == 1:  # the depth map
       sizes.append(image_io.read_depth(f, depth_scale).shape)
     else:
       sizes.append(image_io.read_array(f).shape[:2])
-  if task == 'gdsr':
+  if guided_depth:
     if sizes[1][0] > sizes[0][0] or sizes[1][1] > sizes[0][1]:
       raise _depth_too_large(scene.files[0], sizes[0], scene.files[1], sizes[1])
   elif len(set(sizes)) > 1 and not resize_to_first:
@@ -293,8 +289,12 @@ def check_inputs(task, scene, *, depth_scale=1000., resize_to_first=False) -> No
 
 
 def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., resize_to_first=False):
-  """A scene's files (stream order) → (model inputs (H, W, C_k) float32, bits of the inputs, depth range or None)."""
-  if task == 'gdsr':
+  """A scene's files (stream order) → (model inputs (H, W, C_k) float32, bits of the inputs, depth range or None).
+
+  The files become the raw example the dataset builders store, encoded by the task as in training and evaluation.
+  """
+  t = tasks.get(task)
+  if t.guided_depth:
     rgb, bits = image_io.read_image(files[0])
     depth = image_io.read_depth(files[1], depth_scale)
     if depth.shape[0] > rgb.shape[0] or depth.shape[1] > rgb.shape[1]:
@@ -306,28 +306,25 @@ def read_inputs(task, files, *, exposures=None, scale=None, depth_scale=1000., r
       log.info('%s: depth has the guide\'s size, reduced ×%d first (official evaluation protocol)', files[1], scale)
     elif scale and (rgb.shape[0] != depth.shape[0] * scale or rgb.shape[1] != depth.shape[1] * scale):
       log.warning('guide %s %dx%d is not ×%d the depth %dx%d', files[0], *rgb.shape[:2], scale, *depth.shape)
-    streams, depth_range = inference.gdsr_inputs(rgb, depth, scale or 1)
-    return streams, bits, depth_range
-  images, bits = zip(*(image_io.read_image(f) for f in files))
-  images = _same_size(files, list(images), resize_to_first)
-  if task == 'hdr':
-    return inference.hdr_inputs(images, exposures), max(bits), None
-  return inference.fusion_inputs(images), max(bits), None
+    raw = {'rgb': rgb, 'depth': depth}
+  else:
+    images, bits = zip(*(image_io.read_image(f) for f in files))
+    bits = max(bits)
+    raw = {f'image_{k}': im for k, im in enumerate(_same_size(files, list(images), resize_to_first))}
+    if t.needs_exposures:
+      raw['exposures'] = exposures
+  try:
+    encoded = t.encode(raw, scale)
+  except ValueError as e:
+    raise InputError(f'{files[0]}: {e}') from None
+  streams = [encoded[f'stream_{k}'] for k in range(t.num_streams)]
+  depth_range = (encoded['depth_min'], encoded['depth_max']) if 'depth_min' in encoded else None
+  return streams, bits, depth_range
 
 
 def write_result(out, scene, args, bits, depth_range) -> None:
-  if args.task == 'hdr':
-    image_io.write_radiance(scene.output, out)
-    image_io.write_image(preview_path(scene.output), tonemap.mu_law(out), bits=8)
-  elif args.task == 'gdsr':
-    image_io.write_depth(scene.output, inference.gdsr_output(out, depth_range), args.depth_scale)
-  else:
-    image_io.write_image(scene.output, out, bits=args.bits or (16 if bits >= 16 else 8))
-
-
-def preview_path(path) -> pathlib.Path:
-  path = pathlib.Path(path)
-  return path.with_name(path.stem + PREVIEW_SUFFIX)
+  tasks.get(args.task).write_output(scene.output, out, bits=bits, depth_range=depth_range,
+                                    depth_scale=args.depth_scale, out_bits=args.bits)
 
 
 def check_outputs(task, scenes, overwrite=False) -> None:
@@ -339,9 +336,10 @@ def check_outputs(task, scenes, overwrite=False) -> None:
       st = os.stat(f)
       inputs[st.st_dev, st.st_ino] = f
   for s in scenes:
-    if s.output.suffix.lower() not in TASK_OUTPUTS[task]:
-      raise InputError(f'cannot write {s.output}: task {task} writes {", ".join(TASK_OUTPUTS[task])}')
-    for target in (s.output, preview_path(s.output)) if task == 'hdr' else (s.output,):
+    suffixes = tasks.get(task).output_suffixes
+    if s.output.suffix.lower() not in suffixes:
+      raise InputError(f'cannot write {s.output}: task {task} writes {", ".join(suffixes)}')
+    for target in tasks.get(task).output_files(s.output):
       image_io.check_writable(target)
       if not os.path.lexists(target):
         continue
@@ -366,7 +364,8 @@ def _load_model(args):
   except (FileNotFoundError, ValueError, KeyError) as e:
     raise InputError(f'cannot load checkpoint {args.checkpoint}: {e}') from None
   mcfg = config.model
-  want = TASK_STREAMS[args.task]
+  t = tasks.get(args.task)
+  want = (t.num_streams, t.in_channels)
   if (mcfg.num_streams, tuple(mcfg.in_channels)) != want:
     raise InputError(f'checkpoint {args.checkpoint} takes {mcfg.num_streams} streams of {tuple(mcfg.in_channels)} '
                      f'channels, --task={args.task} needs {want[0]} of {want[1]}')
@@ -379,7 +378,9 @@ def _load_model(args):
 def _scale(args, config):
   """GDSR factor: --scale, else the checkpoint's config.data.gdsr_scale."""
   data = config.get('data') or {}
-  return args.scale or (data.get('gdsr_scale') if args.task == 'gdsr' and hasattr(data, 'get') else None)
+  if not tasks.get(args.task).guided_depth or not hasattr(data, 'get'):
+    return args.scale
+  return args.scale or data.get('gdsr_scale')
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -407,7 +408,7 @@ def run(args) -> list[pathlib.Path]:
   if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
     raise InputError(f'--overlap must be in [0, tile size), got {args.overlap}')
   scenes = find_scenes(args.task, expand_inputs(args.inputs), exposures=args.exposures)
-  fmt = args.format or DEFAULT_FORMAT[args.task]
+  fmt = args.format or tasks.get(args.task).default_format
   output = pathlib.Path(args.output)
   existed = output.exists()
   try:

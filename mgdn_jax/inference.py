@@ -1,4 +1,4 @@
-"""Whole-image inference: padding, tiling with blended overlaps, and the per-task model-input encodings.
+"""Whole-image inference: padding and tiling with blended overlaps (inputs are encoded by tasks.Task.encode).
 
 `fuse(model, images)` runs an MGDN on K full-size `(H, W, C_k)` float32 images already in model input space and
 returns the `(H, W, C_out)` float32 output. Three padding protocols:
@@ -30,8 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 import tqdm
-
-from mgdn_jax import image_io
 
 OFFICIAL_MULTIPLE = 8
 PADDINGS = ('reflect', 'official', 'none')
@@ -251,41 +249,3 @@ def resize(img: np.ndarray, size) -> np.ndarray:
   return np.stack(chans, axis=-1).astype(np.float32)
 
 
-# --------------------------------------------------------------------------------------- task input encodings
-
-
-def fusion_inputs(images: list[np.ndarray]) -> list[np.ndarray]:
-  """MEF/MFF: RGB (uint8, uint16 or float in [0, 1]) → [0, 1] float32, the model input space (img / 255)."""
-  return [image_io.to_float32(x) for x in images]
-
-
-def hdr_inputs(ldrs: list[np.ndarray], exposures: list[float]) -> list[np.ndarray]:
-  """HDR: each LDR frame L (H, W, 3) (16-bit, 8-bit or [0, 1]) → [L, L^2.2 / 2^EV] (H, W, 6); under, ref, over."""
-  if len(ldrs) != len(exposures):
-    raise ValueError(f'{len(ldrs)} HDR frames but {len(exposures)} exposure values')
-  from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
-  return [transforms.hdr_stream(image_io.to_float32(l), ev) for l, ev in zip(ldrs, exposures)]
-
-
-def gdsr_inputs(rgb: np.ndarray, depth: np.ndarray, scale: int):
-  """GDSR: RGB guide (H, W, 3) (uint8 or [0, 1]) and depth (h, w) → (streams, (depth_min, depth_max)).
-
-  The depth is min–max normalised per map and upsampled to H×W with torch-style bicubic (the official evaluation).
-  A depth map as large as the guide is taken as high-resolution and first reduced by `scale` with PIL bicubic,
-  which reproduces the official evaluation protocol (simulated low-resolution input).
-  """
-  from data_pipelines import transforms  # pylint: disable=g-import-not-at-top  (its package imports tfds)
-  h, w = rgb.shape[:2]
-  if depth.shape[0] > h or depth.shape[1] > w:
-    raise ValueError(f'depth {depth.shape[0]}x{depth.shape[1]} is larger than the RGB guide {h}x{w}')
-  d_n, lo, hi = transforms.minmax_normalize(depth)
-  if depth.shape == (h, w) and scale > 1:
-    d_n = transforms.pil_bicubic_down(d_n, scale)
-  up = transforms.bicubic_up(d_n, (h, w))
-  return [transforms.imagenet_normalize(image_io.to_float32(rgb)), up[..., None]], (lo, hi)
-
-
-def gdsr_output(pred: np.ndarray, depth_range) -> np.ndarray:
-  """(H, W, 1) normalised prediction → (H, W) depth in the input's units (clamp to [0, 1] first, as evaluated)."""
-  lo, hi = depth_range
-  return (np.clip(pred[..., 0], 0., 1.) * (hi - lo) + lo).astype(np.float32)

@@ -25,15 +25,15 @@ import numpy as np
 import optax
 
 from mgdn_jax import checkpoint
+from mgdn_jax import evaluation
 from mgdn_jax import kernels
 from mgdn_jax import microbatch
 from mgdn_jax import platform
 from mgdn_jax import sharding
-from mgdn_jax import train_eval
+from mgdn_jax import tasks
 from mgdn_jax import train_state
 from mgdn_jax import workdir_lock
 
-TASKS = ('mef', 'mff', 'hdr', 'gdsr')
 # Fields whose change makes an existing checkpoint unusable (different state tree or different problem).
 _STRUCTURAL = ('task', 'model', 'mi_bins', 'mi_mask_hidden', 'grad_clip_norm')
 
@@ -49,22 +49,18 @@ class TrainMetrics(clu_metrics.Collection):
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """One-line errors for task-specific fields that config_flags cannot check."""
-  if config.task not in TASKS:
-    raise ValueError(f'config.task={config.task!r}: must be one of {TASKS}.')
+  if config.task not in tasks.NAMES:
+    raise ValueError(f'config.task={config.task!r}: must be one of {tasks.NAMES}.')
   if config.model.task != config.task:
     raise ValueError(f'config.model.task={config.model.task!r} does not match config.task={config.task!r}.')
   if config.recon_loss not in ('l1', 'mu_law_l1'):
     raise ValueError(f"config.recon_loss={config.recon_loss!r}: must be 'l1' or 'mu_law_l1'.")
   if config.best_metric_mode not in ('max', 'min'):
     raise ValueError(f"config.best_metric_mode={config.best_metric_mode!r}: must be 'max' or 'min'.")
-  if config.task == 'gdsr' and config.data.gdsr_scale not in (4, 8, 16):
-    raise ValueError(f'config.data.gdsr_scale={config.data.gdsr_scale}: must be 4, 8 or 16.')
-  if config.task == 'gdsr' and config.patch_size % config.data.gdsr_scale:
-    raise ValueError(f'config.patch_size={config.patch_size} is not a multiple of the GDSR scale '
-                     f'{config.data.gdsr_scale}.')
+  tasks.get(config.task).check_config(config)
   if not config.data.eval_datasets:
     raise ValueError('config.data.eval_datasets is empty: give at least one "name:split".')
-  names = [train_eval.dataset_name(s) for s in config.data.eval_datasets]
+  names = [evaluation.dataset_name(s) for s in config.data.eval_datasets]
   if config.best_metric.split('/')[0] not in [n.split('/')[0] for n in names]:
     raise ValueError(f'config.best_metric={config.best_metric!r} does not name an eval set of {names}.')
   for field in ('num_train_steps', 'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
@@ -200,7 +196,6 @@ class Built(NamedTuple):
   init: Any
   abstract: Any          # the state as ShapeDtypeStructs carrying their (replicated) sharding
   step_fn: Any           # jitted, state-donating train step
-  predict: Any           # eval forward pass (train_eval.make_predict_fn)
   plan: platform.TrainPlan  # the step's backend decisions for the mesh
 
 
@@ -224,9 +219,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
                         schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed),
                         microbatches=plan.microbatches, gradients=plan.gradients),
       out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=plan.compiler_options)
-  predict = train_eval.make_predict_fn(gd_model, config.model.num_streams)
   _BUILT.clear()  # keep one: each holds compiled executables
-  _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn, predict, plan)
+  _BUILT[key] = Built(tx, gd_model, gd_mi, init, abstract, step_fn, plan)
   return _BUILT[key]
 
 
@@ -244,6 +238,22 @@ def create_state(built: Built) -> train_state.State:
     local = jax.device_get(built.init())
   return jax.tree.map(lambda x, sh: jax.make_array_from_process_local_data(sh, np.asarray(x), np.shape(x)),
                       local, shardings)
+
+
+def evaluate_state(config: ml_collections.ConfigDict, built: Built,
+                   state: train_state.State) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """The state's (EMA) weights through `evaluation.evaluate_model` (the config's protocol) on one local device.
+
+  Returns the scalars and up to `config.num_eval_images` panels per eval set, named '<dataset>/fused_<i>',
+  each (1, H, W·n, 3) uint8.
+  """
+  params = state['ema'] if config.eval_use_ema else state['params']
+  # One device's copy of the replicated weights (multi-process global arrays too): an eval image is one example,
+  # so spreading it over the mesh would only repeat the same work on every device.
+  model = nnx.merge(built.gd_model, jax.tree.map(lambda x: x.addressable_data(0), params))
+  evaluations = evaluation.evaluate_model(model, config, num_panels=config.num_eval_images)
+  images = {f'{e.dataset}/fused_{i}': p[None] for e in evaluations.values() for i, p in enumerate(e.panels)}
+  return evaluation.scalars(evaluations), images
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.State:
@@ -309,12 +319,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
       if step % config.eval_every_steps == 0 or last:
         _raise_if_bad(state, manager)
         with hooks[0].timed('eval'):
-          params = state['ema'] if config.eval_use_ema else state['params']
-          eval_scalars, images = train_eval.evaluate(config, train_eval.local_copy(params), built.predict)
+          eval_scalars, images = evaluate_state(config, built, state)
         writer.write_scalars(step, {f'eval/{k}': v for k, v in eval_scalars.items()})
         writer.write_images(step, {f'eval/{k}': v for k, v in images.items()})
-        logging.info('step %d eval: %s', step, eval_scalars)
-        train_eval.write_summary(workdir, step, eval_scalars, 'ema' if config.eval_use_ema else 'params')
+        logging.info('step %d eval:\n%s', step, evaluation.format_scalars(eval_scalars))
+        evaluation.write_summary(workdir, step, eval_scalars, 'ema' if config.eval_use_ema else 'params')
       if eval_scalars is not None or last or preemption.requested or manager.should_save(step):
         _raise_if_bad(state, manager)
         checkpoint.save(manager, step, state, train_iter, eval_scalars)
@@ -330,28 +339,23 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, float]:
   """Evaluates the best (else latest) checkpoint of `workdir` on `config.data.eval_datasets` (main.py --mode=eval).
 
-  Runs the paper protocol of `mgdn_jax.evaluate` (official padding, uint8 quantisation, all task metrics) and
-  writes its report (table.md, results.csv/json, fused images) to `<workdir>/eval/step_<N>/`, the scalars to
-  TensorBoard under `<workdir>/eval` and `<workdir>/eval_summary.json`. Returns '<dataset>/<method>/<mode>/<metric>'
-  scalars.
+  The same evaluation as during training (`evaluation.evaluate_model`, the config's protocol), also writing its
+  report (table.md, results.csv/json, fused images) to `<workdir>/eval/step_<N>/`, the scalars to TensorBoard
+  under `<workdir>/eval` and `<workdir>/eval_summary.json`. Returns the scalars (names as in training).
   """
-  from mgdn_jax import evaluate  # pylint: disable=g-import-not-at-top
   validate_config(config)
   workdir = os.path.abspath(workdir)
   check_workdir_compatible(config, workdir)
   model, _, step = checkpoint.load(workdir, step=step, use_ema=config.eval_use_ema)
   out_dir = os.path.join(workdir, 'eval', f'step_{step}')
-  summaries = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=out_dir, progress=False,
-                                           max_examples=config.eval_max_examples or None)
-  scalars = {f'{train_eval.dataset_name(spec)}/{row}/{metric}': float(value)
-             for spec, rows in summaries.items() for row, values in rows.items()
-             for metric, value in values.items() if metric != 'images'}
+  weights = 'ema' if config.eval_use_ema else 'params'
+  scalars = evaluation.scalars(evaluation.evaluate_model(model, config, output_dir=out_dir,
+                                                         meta={'checkpoint': workdir, 'step': step}))
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   writer = metric_writers.create_default_writer(os.path.join(workdir, 'eval'),
                                                 just_logging=jax.process_index() > 0)
   writer.write_scalars(step, {f'eval/{k}': v for k, v in scalars.items()})
   writer.close()
-  weights = 'ema' if config.eval_use_ema else 'params'
-  path = train_eval.write_summary(workdir, step, scalars, weights)
+  path = evaluation.write_summary(workdir, step, scalars, weights)
   logging.info('Evaluated step %d (%s weights) -> %s and %s', step, weights, out_dir, path)
   return scalars

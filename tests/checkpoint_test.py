@@ -114,6 +114,6 @@ def test_loading_a_model_imports_no_training_code(trained_like, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   loaded = proc.stdout.split()
   assert 'mgdn_jax.checkpoint' in loaded
-  for training in ('mgdn_jax.train', 'mgdn_jax.train_state', 'mgdn_jax.train_eval', 'mgdn_jax.microbatch',
+  for training in ('mgdn_jax.train', 'mgdn_jax.train_state', 'mgdn_jax.microbatch',
                    'mgdn_jax.sharding', 'data_pipelines', 'grain'):
     assert training not in loaded, training

@@ -9,6 +9,7 @@ import pytest
 
 from mgdn_jax import evaluate
 from mgdn_jax import metrics
+from mgdn_jax.evaluation import Comparisons
 from mgdn_jax.metrics import baselines
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / 'testdata' / 'metrics_golden' / 'golden.json').read_text())
@@ -80,8 +81,8 @@ def test_fused_dir_generated_mff(tmp_path, capsys):
 def test_fused_dir_mefb_layout_mef(tmp_path):
   scenes = _write_sources(tmp_path / 'src', ['Arno', 'garage'], layout='mefb', seed=1)
   _write_fused(tmp_path / 'fused', scenes)
-  summary = evaluate.evaluate_fused_dirs('mef', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src',
-                                         output_dir=tmp_path / 'out', progress=False)
+  summary = evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons((str(tmp_path / 'fused'),)),
+                                         sources_dir=tmp_path / 'src', output_dir=tmp_path / 'out', progress=False)
   assert list(summary) == ['fused/rgb']
   a, b, f = scenes['garage']
   doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
@@ -98,8 +99,8 @@ def test_mefb_output_folder_pattern(tmp_path, capsys):
   for n, (a, b, f) in scenes.items():
     Image.fromarray(f).save(out / f'{n}_GOOD.png')
     Image.fromarray(a).save(out / f'{n}_DARK.jpg')
-  summary = evaluate.evaluate_fused_dirs('mef', [f'GOOD={out}', f'DARK={out}'], sources_dir=tmp_path / 'src',
-                                         fused_pattern='{scene}_{method}', progress=False)
+  both = Comparisons((f'GOOD={out}', f'DARK={out}'), '{scene}_{method}')
+  summary = evaluate.evaluate_fused_dirs('mef', comparisons=both, sources_dir=tmp_path / 'src', progress=False)
   assert set(summary) == {'GOOD/rgb', 'DARK/rgb'}
   a, b, f = scenes['Arno']
   assert summary['GOOD/rgb']['CE'] == pytest.approx(np.mean([
@@ -109,7 +110,7 @@ def test_mefb_output_folder_pattern(tmp_path, capsys):
   assert capsys.readouterr().err.strip().splitlines()[-1] == (
       f'error: scene 507: no fused image 507_U2F.<png|jpg|...> in {out}')
   with pytest.raises(ValueError, match=r"must contain \{scene\}"):
-    evaluate.evaluate_fused_dirs('mef', [str(out)], sources_dir=tmp_path / 'src', fused_pattern='{method}')
+    evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons((str(out),), '{method}'), sources_dir=tmp_path / 'src')
 
 
 def test_missing_and_mismatched_fused_images(tmp_path, capsys):
@@ -144,26 +145,29 @@ def test_argument_and_layout_errors(tmp_path, capsys):
   assert evaluate.main([f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}']) == 1
   assert '--task is required' in capsys.readouterr().err
   with pytest.raises(ValueError, match="unknown baseline 'median'"):
-    evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('median',))
+    evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons(baselines=('median',)), sources_dir=tmp_path / 'src')
   (tmp_path / 'src' / 'B' / 's2.png').write_bytes((tmp_path / 'src' / 'A' / 's2.png').read_bytes())
   with pytest.raises(ValueError, match=r"unknown modes \['grey'\]"):
-    evaluate.evaluate_fused_dirs('mff', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src', modes=('grey',))
+    evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons((str(tmp_path / 'fused'),)),
+                                 sources_dir=tmp_path / 'src', overrides={'modes': ('grey',)})
   with pytest.raises(ValueError, match="not 'hdr'"):
-    evaluate.evaluate_fused_dirs('hdr', [str(tmp_path / 'fused')], sources_dir=tmp_path / 'src')
+    evaluate.evaluate_fused_dirs('hdr', comparisons=Comparisons((str(tmp_path / 'fused'),)),
+                                 sources_dir=tmp_path / 'src')
 
 
 def test_mertens_baseline_is_skipped_without_cv2(tmp_path):
   _write_sources(tmp_path / 'src', ['s1'])
-  summary = evaluate.evaluate_fused_dirs('mef', [], sources_dir=tmp_path / 'src', baselines=('average', 'mertens'),
-                                         progress=False)
+  summary = evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons(baselines=('average', 'mertens')),
+                                         sources_dir=tmp_path / 'src', progress=False)
   expected = {'average/rgb'} | ({'mertens/rgb'} if baselines.import_cv2() else set())
   assert set(summary) == expected
 
 
 def test_jpeg_rows(tmp_path):
   scenes = _write_sources(tmp_path / 'src', ['s1'])
-  summary = evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('average',),
-                                         modes=('gray',), jpeg_quality=95, progress=False)
+  summary = evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons(baselines=('average',), jpeg_quality=95),
+                                         sources_dir=tmp_path / 'src', overrides={'modes': ('gray',)},
+                                         progress=False)
   assert set(summary) == {'average/gray', 'average+jpeg95/gray'}
   a, b, _ = scenes['s1']
   jpeg = baselines.jpeg_roundtrip(baselines.baseline('average', [a, b]), 95)
@@ -171,7 +175,8 @@ def test_jpeg_rows(tmp_path):
   got = summary['average+jpeg95/gray']
   assert {k: got[k] for k in want} == pytest.approx(want, abs=1e-12)
   with pytest.raises(ValueError, match='jpeg_quality must be in 1..100, got 0'):
-    evaluate.evaluate_fused_dirs('mff', [], sources_dir=tmp_path / 'src', baselines=('average',), jpeg_quality=0)
+    evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons(baselines=('average',), jpeg_quality=0),
+                                 sources_dir=tmp_path / 'src')
 
 
 @pytest.mark.parametrize('mode', ['rgb', 'gray'])
@@ -182,9 +187,9 @@ def test_fused_dir_on_real_lytro_pairs_matches_golden(shared_dir, tmp_path, mode
   fused.mkdir()
   for i in (1, 2):
     shutil.copy(golden_dir / f'lytro_0{i}_F_rgb.png', fused / f'lytro_0{i}.png')
-  summary = evaluate.evaluate_fused_dirs('mff', [f'focus={fused}'], sources_dir=shared_dir / 'data' / 'lytro',
-                                         output_dir=tmp_path / 'out', modes=(mode,), max_examples=2,
-                                         progress=False)
+  summary = evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons((f'focus={fused}',)),
+                                         sources_dir=shared_dir / 'data' / 'lytro', output_dir=tmp_path / 'out',
+                                         overrides={'modes': (mode,), 'max_examples': 2}, progress=False)
   doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
   for i in (1, 2):
     want = GOLDEN['cases'][f'lytro_0{i}_focus_select'][mode]
@@ -200,8 +205,9 @@ def test_fused_dir_on_real_mefb_pair_matches_golden(shared_dir, tmp_path):
   fused = tmp_path / 'fused'
   fused.mkdir()
   shutil.copy(shared_dir / 'reference' / 'metrics_golden' / 'mefb_507_mertens' / 'F_rgb.png', fused / '507.png')
-  summary = evaluate.evaluate_fused_dirs('mef', [f'mertens={fused}'], sources_dir=shared_dir / 'data' / 'mefb',
-                                         max_examples=1, progress=False)   # 507 sorts first
+  summary = evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons((f'mertens={fused}',)),
+                                         sources_dir=shared_dir / 'data' / 'mefb', overrides={'max_examples': 1},
+                                         progress=False)   # 507 sorts first
   want = GOLDEN['cases']['mefb_507_mertens']['rgb']
   got = summary['mertens/rgb']
   for key in ('CE', 'MEF_SSIM', 'Qcb', 'VIF'):
@@ -215,6 +221,7 @@ def tiny_mff_checkpoint(tmp_path_factory):
   checkpoint = pytest.importorskip('mgdn_jax.checkpoint')
   pytest.importorskip('mgdn_jax.inference')
   config = configs.get_config('tiny')
+  config.no_reference_metrics = True  # the evaluation's protocol follows the checkpoint's config: all metrics
   model = model_lib.create_model(config.model, seed=0)
   directory = tmp_path_factory.mktemp('ckpt') / 'exported'
   checkpoint.save_model(str(directory), model, config)
@@ -239,8 +246,8 @@ def test_checkpoint_on_demo_dataset(tiny_mff_checkpoint, tmp_path, capsys):
   assert saved.dtype == np.uint8 and saved.ndim == 3
   # The API main.py --mode=eval calls, with an already loaded model; scores the saved output as a fused folder.
   summary = evaluate.evaluate_checkpoint(model=model, config=config, dataset='mgdn_demo/mff:test',
-                                         data_dir=data_dir, fused_dirs=[f'again={out / "MGDN"}'], modes=('rgb',),
-                                         max_examples=1, progress=False)
+                                         data_dir=data_dir, comparisons=Comparisons((f'again={out / "MGDN"}',)),
+                                         overrides={'modes': ('rgb',), 'max_examples': 1}, progress=False)
   means = summary['mgdn_demo/mff:test']
   assert means['again/rgb']['Qabf'] == pytest.approx(means['MGDN/rgb']['Qabf'], abs=1e-12)
   assert means['MGDN/rgb']['Qabf'] == pytest.approx(values['Qabf'], abs=1e-12)
@@ -265,28 +272,34 @@ def _hdr_guess(streams):
   return np.clip(streams[1][..., 3:6] * 0.9, 0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize('task', ['hdr', 'gdsr'])
-def test_reference_tasks_plumbing(task, fake_fuse, tmp_path):
-  """HDR and GDSR rows from mgdn_demo test sets: the metrics of whatever the model returns, official settings."""
+def _evaluate_demo(task, model, tmp_path):
+  """`model` on the first mgdn_demo/<task> test scene: (results.json, its per-image values, the scene)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict({'task': task, 'data': {'eval_datasets': (f'mgdn_demo/{task}:test',),
                                                              'data_dir': str(tmp_path / 'tfds')}})
-  # GDSR: the bicubic-upsampled input depth (stream_1) as the prediction, i.e. the bicubic baseline.
-  model = _hdr_guess if task == 'hdr' else (lambda streams: streams[1])
-  summary = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=tmp_path / 'out', max_examples=1,
-                                         progress=False)
+  summary = evaluate.evaluate_checkpoint(model=model, config=config, output_dir=tmp_path / 'out',
+                                         overrides={'max_examples': 1}, progress=False)
+  assert summary[f'mgdn_demo/{task}:test']['MGDN/-']['images'] == 1
   doc = json.loads((tmp_path / 'out' / 'results.json').read_text())
   (name, got), = doc['results'][0]['per_image'].items()
   scene = next(evaluate.scenes_lib.dataset_scenes(task, f'mgdn_demo/{task}:test', config))
   assert scene.name == name
-  if task == 'hdr':
-    assert fake_fuse[0]['tile'] == 500 and fake_fuse[0]['overlap'] == 0    # the official 500x500 tiles
-    assert got == pytest.approx(metrics.hdr_metrics(_hdr_guess(scene.streams), scene.target), abs=1e-12)
-    assert (tmp_path / 'out' / 'MGDN' / f'{name}.png').is_file()
-  else:
-    assert doc['crop'] == 0                                                  # 6 only for NYU
-    want = metrics.gdsr_rmse_cm(scene.streams[1], scene.target, *scene.depth_range, crop=0)
-    assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
-    saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{name}.png'))
-    assert saved.dtype == np.uint16
-  assert summary[f'mgdn_demo/{task}:test']['MGDN/-']['images'] == 1
+  return doc, got, scene
+
+
+def test_hdr_plumbing(fake_fuse, tmp_path):
+  """HDR rows from the mgdn_demo test set: the metrics of whatever the model returns, official settings."""
+  _, got, scene = _evaluate_demo('hdr', _hdr_guess, tmp_path)
+  assert fake_fuse[0]['tile'] == 500 and fake_fuse[0]['overlap'] == 0    # the official 500x500 tiles
+  assert got == pytest.approx(metrics.hdr_metrics(_hdr_guess(scene.streams), scene.target), abs=1e-12)
+  assert (tmp_path / 'out' / 'MGDN' / f'{scene.name}.png').is_file()
+
+
+def test_gdsr_plumbing(fake_fuse, tmp_path):
+  """GDSR: the bicubic-upsampled input depth (stream_1) as the prediction, i.e. the bicubic baseline."""
+  doc, got, scene = _evaluate_demo('gdsr', lambda streams: streams[1], tmp_path)
+  assert fake_fuse[0]['tile'] is None and doc['crop'] == 0                # 6 only for NYU
+  want = metrics.gdsr_rmse_cm(scene.streams[1], scene.target, *scene.depth_range, crop=0)
+  assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
+  saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{scene.name}.png'))
+  assert saved.dtype == np.uint16

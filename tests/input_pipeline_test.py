@@ -38,14 +38,13 @@ def assert_batches_equal(a, b):
       np.testing.assert_array_equal(x[k], y[k])
 
 
-@pytest.mark.parametrize('task,streams,channels,out', [
-    ('mef', 2, 3, 3), ('mff', 2, 3, 3), ('hdr', 3, 6, 3), ('gdsr', 2, None, 1)])
-def test_train_and_eval_batches(data_dir, task, streams, channels, out):
+@pytest.mark.parametrize('task,chans,out,depth_range', [
+    ('mef', (3, 3), 3, False), ('mff', (3, 3), 3, False), ('hdr', (6, 6, 6), 3, False), ('gdsr', (3, 1), 1, True)])
+def test_train_and_eval_batches(data_dir, task, chans, out, depth_range):
   config = make_config(task, data_dir)
   batch = next(input_pipeline.create_train_iter(config))
-  want = {f'stream_{k}' for k in range(streams)} | {'target'}
+  want = {f'stream_{k}' for k in range(len(chans))} | {'target'}
   assert set(batch) == want
-  chans = (3, 1) if task == 'gdsr' else (channels,) * streams
   for k, c in enumerate(chans):
     assert batch[f'stream_{k}'].shape == (4, 32, 32, c) and batch[f'stream_{k}'].dtype == np.float32
   assert batch['target'].shape == (4, 32, 32, out)
@@ -53,7 +52,8 @@ def test_train_and_eval_batches(data_dir, task, streams, channels, out):
   assert len(examples) == 2
   for ex in examples:
     assert ex['stream_0'].shape[:3] == (1, 144, 192) and ex['name'].shape == (1,)
-    if task == 'gdsr':
+    assert ('depth_min' in ex) == depth_range
+    if depth_range:
       assert ex['depth_min'].shape == (1,) and ex['depth_max'][0] > ex['depth_min'][0]
 
 

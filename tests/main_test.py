@@ -28,10 +28,10 @@ def _main(*args, devices=8):
     (mff, None, 'mff', 'drpl_mff', ('lytro:test', 'mffw:test'), 'lytro/Qabf'),
     (hdr, None, 'hdr', 'kalantari', ('kalantari:test',), 'kalantari/psnr_mu'),
     (gdsr, 'x8', 'gdsr', 'nyu_gdsr', ('nyu_gdsr:test',), 'nyu_gdsr/rmse_cm'),
-    (mef, 'demo', 'mef', 'mgdn_demo/mef', ('mgdn_demo/mef:test',), 'mgdn_demo/mef/psnr'),
+    (mef, 'demo', 'mef', 'mgdn_demo/mef', ('mgdn_demo/mef:test',), 'mgdn_demo/mef/PSNR_gt'),
     (gdsr, 'x16,tiny', 'gdsr', 'mgdn_demo/gdsr', ('mgdn_demo/gdsr:test',), 'mgdn_demo/gdsr/rmse_cm'),
-    (mff, 'demo', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/psnr'),
-    (mff, 'tiny', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/psnr'),
+    (mff, 'demo', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/PSNR_gt'),
+    (mff, 'tiny', 'mff', 'mgdn_demo/mff', ('mgdn_demo/mff:test',), 'mgdn_demo/mff/PSNR_gt'),
     (hdr, 'tiny', 'hdr', 'mgdn_demo/hdr', ('mgdn_demo/hdr:test',), 'mgdn_demo/hdr/psnr_mu'),
 ])
 def test_task_configs(module, variant, task, train_set, eval_sets, metric):

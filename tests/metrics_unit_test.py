@@ -57,7 +57,7 @@ def test_filter_valid_matches_direct_correlation():
     common.filter_valid(x[:2], w)
 
 
-@pytest.mark.parametrize('task', ['mef', 'mff'])
+@pytest.mark.parametrize('task', list(metrics.METRIC_KEYS))
 def test_evaluate_fusion_validation_errors(task):
   a, b, f = _images()
   with pytest.raises(TypeError, match=r'sources\[1\] must be uint8.*float32'):
@@ -82,7 +82,7 @@ def test_evaluate_fusion_unknown_task_and_small_images():
 
 def test_evaluate_fusion_keys_and_gray_mode():
   a, b, f = _images()
-  for task in ('mef', 'mff'):
+  for task in metrics.METRIC_KEYS:
     rgb = metrics.evaluate_fusion([a, b], f, task)
     gray = metrics.evaluate_fusion([a, b], f, task, gray=True)
     assert tuple(rgb) == metrics.METRIC_KEYS[task] == tuple(gray)

@@ -5,6 +5,7 @@ from flax import nnx
 
 from configs import mff
 from mgdn_jax import model as model_lib
+from mgdn_jax import tasks
 from mgdn_jax import weights
 
 
@@ -70,7 +71,7 @@ def test_bad_files_and_names(tiny, tmp_path):
 def test_shipped_weights_load():
   for name in weights.shipped():
     model, config = weights.load(name)
-    assert config.task in ('mef', 'mff', 'hdr', 'gdsr') and model_lib.count_params(model) > 0
+    assert config.task in tasks.NAMES and model_lib.count_params(model) > 0
 
 
 def test_load_model_takes_weights_files(tiny, tmp_path):

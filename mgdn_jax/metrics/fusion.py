@@ -8,22 +8,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mgdn_jax import tasks
 from mgdn_jax.metrics import common
 from mgdn_jax.metrics import mef
 from mgdn_jax.metrics import mef_ssim as mef_ssim_lib
 from mgdn_jax.metrics import mff
-
-TASKS = ('mef', 'mff')
-METRIC_KEYS = {
-    'mef': ('CE', 'MEF_SSIM', 'Qcb', 'VIF'),
-    'mff': ('Qabf', 'EN', 'PSNR_mefb', 'PSNR', 'SSIM'),
-}
-# Smallest image side each task's metrics accept: MEF-SSIM's 11x11 window at its third (1/4) scale, SSIM's 11x11.
-MIN_SIZE = {'mef': 41, 'mff': 11}
-# Direction of each metric for tables (True: higher is better).
-HIGHER_IS_BETTER = {'CE': False, 'MEF_SSIM': True, 'Qcb': True, 'VIF': True, 'Qabf': True, 'EN': True,
-                    'PSNR_mefb': True, 'PSNR': True, 'SSIM': True}
-
 
 def per_channel(fn: Callable[..., float], *images: np.ndarray) -> float:
   """Applies a plane metric fn(a, b, f) to each channel and averages (the MEFB RGB wrapper)."""
@@ -58,8 +47,8 @@ def evaluate_fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
   Returns:
     dict metric name -> float, keys `METRIC_KEYS[task]`.
   """
-  if task not in TASKS:
-    raise ValueError(f'unknown task {task!r}: evaluate_fusion supports {TASKS}')
+  if task not in MIN_SIZE:
+    raise ValueError(f'unknown task {task!r}: evaluate_fusion supports {tuple(MIN_SIZE)}')
   common.check_fusion_inputs(sources, fused)
   if min(fused.shape[:2]) < MIN_SIZE[task]:
     raise ValueError(f'{task} metrics need images of at least {MIN_SIZE[task]}x{MIN_SIZE[task]} pixels, got '
@@ -67,13 +56,21 @@ def evaluate_fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
   a, b = sources
   if gray:
     a, b, fused = _to_gray(a), _to_gray(b), _to_gray(fused)
-  if task == 'mef':
-    return {
-        'CE': per_channel(mef.cross_entropy, a, b, fused),
-        'MEF_SSIM': mef_ssim([a, b], fused),
-        'Qcb': per_channel(mef.qcb, a, b, fused),
-        'VIF': per_channel(mef.vif_fusion, a, b, fused),
-    }
+  return _SCORES[task][0](a, b, fused)
+
+
+def mef_scores(a: np.ndarray, b: np.ndarray, fused: np.ndarray) -> dict:
+  """CE (lower is better), MEF_SSIM, Qcb, VIF of checked uint8 images (paper Table 1)."""
+  return {
+      'CE': per_channel(mef.cross_entropy, a, b, fused),
+      'MEF_SSIM': mef_ssim([a, b], fused),
+      'Qcb': per_channel(mef.qcb, a, b, fused),
+      'VIF': per_channel(mef.vif_fusion, a, b, fused),
+  }
+
+
+def mff_scores(a: np.ndarray, b: np.ndarray, fused: np.ndarray) -> dict:
+  """Qabf, EN, PSNR_mefb, PSNR, SSIM of checked uint8 images (paper Table 2)."""
   return {
       'Qabf': per_channel(mff.qabf, a, b, fused),
       'EN': float(np.mean([mff.entropy(c) for c in common.channels(fused)])),
@@ -81,3 +78,12 @@ def evaluate_fusion(sources: Sequence[np.ndarray], fused: np.ndarray, task: str,
       'PSNR': mff.psnr_true(a, b, fused),
       'SSIM': 0.5 * ssim_sum(a, b, fused),
   }
+
+
+# Per task: its scores and the smallest image side they accept (MEF-SSIM's 11x11 window at its third (1/4) scale;
+# SSIM's 11x11 window).
+_SCORES = {'mef': (mef_scores, 41), 'mff': (mff_scores, 11)}
+MIN_SIZE = {name: size for name, (_, size) in _SCORES.items()}
+METRIC_KEYS = {name: tasks.get(name).metric_names for name in _SCORES}
+# Direction of each metric for tables (True: higher is better).
+HIGHER_IS_BETTER = {k: not tasks.lower_is_better(k) for keys in METRIC_KEYS.values() for k in keys}

@@ -11,14 +11,7 @@ import pathlib
 
 import numpy as np
 
-# Metric columns per task, in the paper's order; arrows say which direction is better.
-COLUMNS = {
-    'mef': ('CE', 'MEF_SSIM', 'Qcb', 'VIF'),
-    'mff': ('Qabf', 'EN', 'PSNR_mefb', 'PSNR', 'SSIM'),
-    'hdr': ('psnr_mu', 'psnr_l', 'ssim_mu', 'ssim_l'),
-    'gdsr': ('rmse_cm',),
-}
-LOWER_IS_BETTER = ('CE', 'rmse_cm')
+from mgdn_jax import tasks
 
 
 @dataclasses.dataclass
@@ -39,8 +32,7 @@ class Results:
   """Collects rows for one task and dataset and writes the report files."""
 
   def __init__(self, task: str, dataset: str, meta: dict | None = None):
-    if task not in COLUMNS:
-      raise ValueError(f'unknown task {task!r}: expected one of {tuple(COLUMNS)}')
+    tasks.get(task)  # a clear error for an unknown task
     self.task, self.dataset = task, dataset
     self.meta = dict(meta or {})
     self.rows: list[Row] = []
@@ -63,7 +55,7 @@ class Results:
     return seen
 
   def columns(self) -> list[str]:
-    cols = list(COLUMNS[self.task])
+    cols = list(tasks.get(self.task).metric_names)
     for r in self.rows:
       cols += [k for k in r.values if k not in cols]
     return cols
@@ -81,7 +73,7 @@ class Results:
   def markdown(self) -> str:
     """Paper-style table of the means: one row per method and mode, arrows give the better direction."""
     cols = self.columns()
-    head = ['method', 'mode', 'images'] + [f'{c} {"↓" if c in LOWER_IS_BETTER else "↑"}' for c in cols]
+    head = ['method', 'mode', 'images'] + [f'{c} {"↓" if tasks.lower_is_better(c) else "↑"}' for c in cols]
     lines = [f'**{self.task.upper()} — {self.dataset}**', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for (method, mode), m in self.means().items():

@@ -9,10 +9,9 @@ from typing import Iterator
 import numpy as np
 
 from mgdn_jax import image_io
+from mgdn_jax import tasks
 from mgdn_jax.metrics import common
 from mgdn_jax.metrics import folders
-
-FUSION_TASKS = ('mef', 'mff')
 
 
 @dataclasses.dataclass
@@ -51,13 +50,14 @@ def dataset_scenes(task: str, spec: str, config=None, manual_dir=None, data_dir=
   """Scenes of a tfds test set through `data_pipelines.input_pipeline.create_eval_iter`."""
   from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   cfg = data_config(task, config, manual_dir, data_dir, gdsr_scale)
+  is_fusion = tasks.get(task).is_fusion
   for ex in input_pipeline.create_eval_iter(cfg, spec):
     keys = sorted((k for k in ex if k.startswith('stream_')), key=lambda k: int(k.split('_')[1]))
     streams = [np.asarray(ex[k][0], np.float32) for k in keys]
     name = ex['name'][0]
     name = name.decode() if isinstance(name, bytes) else str(name)
     # The pipelines feed uint8 / 255, so x255 and rounding recovers the stored uint8 sources exactly.
-    sources = [common.quantize_uint8(s) for s in streams] if task in FUSION_TASKS else None
+    sources = [common.quantize_uint8(s) for s in streams] if is_fusion else None
     target = np.asarray(ex['target'][0], np.float32) if 'target' in ex else None
     depth_range = (float(ex['depth_min'][0]), float(ex['depth_max'][0])) if 'depth_min' in ex else None
     yield Scene(name, streams, sources, target, depth_range)
