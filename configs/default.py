@@ -35,6 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.adam_b2 = 0.999
   c.grad_clip_norm = 0.0              # 0 = off (KAIR's option, off by default)
   c.ema_decay = 0.999                 # E ← d·E + (1−d)·G every step; evaluation and export use E
+  c.init_weights = ''                 # fine-tune: start params and EMA from these weights ('' = from scratch):
+                                      # a weights file or shipped name (mgdn-jax/<name>), an export or a workdir
 
   # Loss: L = recon + mi_weight * Σ_stages Σ_pairs MaskMI (paper eq. 6). recon: 'l1' | 'mu_law_l1' (HDR).
   c.recon_loss = 'l1'

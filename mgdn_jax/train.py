@@ -89,8 +89,17 @@ def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) ->
     elif a != b:
       diffs.append(f'{field}: {a!r} -> {b!r}')
   if diffs:
-    raise ValueError(f'workdir {workdir} holds checkpoints of an incompatible config ({"; ".join(diffs)}); '
-                     'use a new --workdir.')
+    raise ValueError(f'workdir {workdir} was trained with another config: {"; ".join(diffs)} (workdir -> yours). '
+                     f'Drop --config to use the workdir\'s own ({checkpoint.CONFIG_FILE}), undo these overrides, '
+                     'or train this config in a new --workdir.')
+
+
+def workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (its config.json); one-line error when there is none."""
+  if not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
+    raise FileNotFoundError(f'{workdir} holds no {checkpoint.CONFIG_FILE}: not a training workdir '
+                            '(give --config, or the --workdir of a run).')
+  return checkpoint.read_config(workdir)
 
 
 def _recon_loss(config, fused, target):
@@ -240,6 +249,24 @@ def create_state(built: Built) -> train_state.State:
                       local, shardings)
 
 
+def init_from_weights(config: ml_collections.ConfigDict, state: train_state.State) -> train_state.State:
+  """`state` with its parameters and EMA replaced by the weights `config.init_weights` names (fine-tuning start).
+
+  The weights must be of the same network (`config.model` up to the compute dtype); the optimizer starts fresh.
+  """
+  loaded, wconfig = checkpoint.load_model(config.init_weights)
+  mine, theirs = _as_json(config.model), _as_json(wconfig.model)
+  diffs = sorted(k for k in set(mine) | set(theirs) if k != 'dtype' and mine.get(k) != theirs.get(k))
+  if diffs:
+    raise ValueError(f'config.init_weights={config.init_weights!r} is a different network (model.'
+                     f'{", model.".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diffs)}).')
+  params = checkpoint.param_dict(loaded)
+  place = lambda new, old: jax.make_array_from_process_local_data(old.sharding, np.asarray(new, old.dtype),
+                                                                  old.shape)
+  return dict(state, params=jax.tree.map(place, params, state['params']),
+              ema=jax.tree.map(place, params, state['ema']))
+
+
 def evaluate_state(config: ml_collections.ConfigDict, built: Built,
                    state: train_state.State) -> tuple[dict[str, float], dict[str, np.ndarray]]:
   """The state's (EMA) weights through `evaluation.evaluate_model` (the config's protocol) on one local device.
@@ -283,10 +310,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
   restored = checkpoint.restore(manager, built.abstract, train_iter)
   if restored is None:
     state = create_state(built)
+    if config.init_weights:
+      state = init_from_weights(config, state)
+      logging.info('Starting from the weights of %s.', config.init_weights)
   else:
     state, resumed = restored
     logging.info('Resuming from %s step %d.', manager.directory, resumed)
   initial_step = int(jax.device_get(state['step']))
+  if initial_step >= config.num_train_steps:
+    logging.info('%s is already trained to step %d (config.num_train_steps = %d): nothing to train. Evaluate it '
+                 'with `python main.py --workdir=%s --mode=eval`, or raise --config.num_train_steps to go on.',
+                 workdir, initial_step, config.num_train_steps, workdir)
+    _log_outputs(workdir, manager)
+    manager.close()
+    return state
 
   # clu's writers import TensorFlow: only the training loop pays for it (never grain workers or main.py).
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
@@ -294,8 +331,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if initial_step == 0:
     writer.write_hparams(_flat_hparams(config))
-    parameter_overview.log_parameter_overview(state['params'])
+    table = os.path.join(workdir, 'parameters.txt')
+    if jax.process_index() == 0:
+      with open(table, 'w') as f:
+        f.write(parameter_overview.get_parameter_overview(state['params']) + '\n')
+    logging.info('%s: %s parameters (table: %s)', config.model_name,
+                 f'{parameter_overview.count_parameters(state["params"]):,}', table)
   hooks = [periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer)]
+  progress = _Progress(config, initial_step)
+  logging.info('Training steps %d-%d of batch %d (%d²); compiling the step first (a minute or more on a CPU).',
+               initial_step + 1, config.num_train_steps, config.batch_size, config.patch_size)
 
   train_metrics = None
   start = time.time()
@@ -313,7 +358,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last:
         _raise_if_bad(state, manager)
-        writer.write_scalars(step, {f'train/{k}': v for k, v in train_metrics.compute().items()})
+        computed = train_metrics.compute()
+        writer.write_scalars(step, {f'train/{k}': v for k, v in computed.items()})
+        logging.info('%s', progress.line(step, float(computed['loss'])))
         train_metrics = None
       eval_scalars = None
       if step % config.eval_every_steps == 0 or last:
@@ -332,8 +379,40 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
         logging.warning('Stopped at step %d after checkpointing (preemption).', step)
         break
     manager.wait_until_finished()
+    _log_outputs(workdir, manager)
   writer.close()
   return state
+
+
+class _Progress:
+  """One readable line per log interval: step, loss, images/s over the interval, ETA at that pace."""
+
+  def __init__(self, config: ml_collections.ConfigDict, step: int):
+    self._total, self._batch = config.num_train_steps, config.batch_size
+    self._step, self._time = step, time.time()
+
+  def line(self, step: int, loss: float) -> str:
+    now = time.time()
+    rate = (step - self._step) / max(now - self._time, 1e-9)
+    self._step, self._time = step, now
+    eta = (self._total - step) / rate if rate > 0 else float('inf')
+    hours, rest = divmod(int(eta), 3600) if eta != float('inf') else (0, 0)
+    eta_text = f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
+    return (f'step {step}/{self._total}  loss {loss:.4f}  {rate * self._batch:.1f} images/s  '
+            f'ETA {eta_text if eta != float("inf") else "?"}')
+
+
+def _log_outputs(workdir: str, manager) -> None:
+  """Where the run's results are: checkpoints, TensorBoard, evaluation summary."""
+  steps = sorted(manager.all_steps())
+  summary = os.path.join(workdir, evaluation.SUMMARY_FILE)
+  lines = [f'checkpoints: {manager.directory} (steps {", ".join(map(str, steps)) or "none"})',
+           f'TensorBoard: tensorboard --logdir={workdir}',
+           f'weights for fuse/evaluate: --checkpoint={workdir} (best EMA), or export one file with '
+           f'`python -m mgdn_jax.weights export --workdir={workdir} --out=FILE.npz`']
+  if os.path.exists(summary):
+    lines.insert(2, f'evaluation: {summary}')
+  logging.info('Outputs of %s:\n  %s', workdir, '\n  '.join(lines))
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, float]:

@@ -126,7 +126,7 @@ def test_gdsr_npy_and_16bit_png_depth(ckpts, tmp_path):
     ('output', r'cannot write output .*: folder .*missing does not exist'),
     ('format', r'cannot write .*x.hdr: task mef writes .png'),
     ('missing', r'input .*nothere.png does not exist'),
-    ('checkpoint', r'checkpoint .*nockpt is not a folder'),
+    ('checkpoint', r'checkpoint .*nockpt is neither a folder'),
 ])
 def test_bad_input_is_a_one_line_error(ckpts, tmp_path, case, pattern):
   a, b, c = _png(tmp_path / 'a.png'), _png(tmp_path / 'b.png'), _png(tmp_path / 'c.png', h=24)
