@@ -21,7 +21,7 @@ import tqdm
 
 from mgdn_jax import platform
 from mgdn_jax import image_io
-from mgdn_jax import inference
+from mgdn_jax import padding
 from mgdn_jax import tasks
 from mgdn_jax.image_io import InputError
 
@@ -72,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                  help='output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)')
   p.add_argument('--bits', type=int, choices=(8, 16),
                  help='bits of PNG/TIFF image outputs (default: 16 if any input has 16 bits, else 8)')
-  p.add_argument('--padding', choices=inference.PADDINGS, default='reflect',
+  p.add_argument('--padding', choices=padding.PADDINGS, default='reflect',
                  help="reflect: to the window multiple (default). official: the official MEF/MFF scripts' "
                       'symmetric padding to the next multiple of 8 (+8 when already divisible); reproduces their '
                       'outputs. none: leave it to the model')
   p.add_argument('--tile', type=int, help='tile size in pixels (default: whole image if it fits in memory)')
-  p.add_argument('--overlap', type=int, default=inference.DEFAULT_OVERLAP, help='tile overlap in pixels')
+  p.add_argument('--overlap', type=int, help='tile overlap in pixels (default: inference.DEFAULT_OVERLAP, 32)')
   p.add_argument('--no_auto_tile', action='store_true', help='never tile unless --tile is given')
   p.add_argument('--memory_gb', type=float, help='memory a forward pass may use (default: 60%% of the free memory)')
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype (default: the checkpoint\'s)')
@@ -265,6 +265,7 @@ def _same_size(paths, images, resize_to_first):
     raise _size_mismatch(paths, sizes)
   log.warning('resizing %s to %dx%d', ', '.join(str(p) for p, s in zip(paths, sizes) if s != sizes[0]),
               *sizes[0])
+  from mgdn_jax import inference  # pylint: disable=g-import-not-at-top  (JAX: only once the arguments are valid)
   return [im if im.shape[:2] == sizes[0] else inference.resize(im, sizes[0]) for im in images]
 
 
@@ -403,6 +404,9 @@ def expand_inputs(inputs) -> list[pathlib.Path]:
 
 def run(args) -> list[pathlib.Path]:
   """Fuses every scene; returns the written outputs."""
+  from mgdn_jax import inference  # pylint: disable=g-import-not-at-top  (JAX: only once the arguments are valid)
+  if args.overlap is None:
+    args.overlap = inference.DEFAULT_OVERLAP
   if args.tile is not None and args.tile <= 0:
     raise InputError(f'--tile must be positive, got {args.tile}')
   if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
@@ -420,6 +424,7 @@ def run(args) -> list[pathlib.Path]:
 
 
 def _check_and_fuse(args, scenes) -> list[pathlib.Path]:
+  from mgdn_jax import inference  # pylint: disable=g-import-not-at-top
   check_outputs(args.task, scenes, args.overwrite)
   if any(s.output.suffix.lower() == '.exr' for s in scenes) and not importlib.util.find_spec('OpenEXR'):
     raise InputError('.exr output needs the OpenEXR package (pip install OpenEXR); use .hdr')
@@ -455,5 +460,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+  build_parser().parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
   platform.tune_process()
   sys.exit(main())
