@@ -100,7 +100,8 @@ def evaluate_fused_dirs(task: str, *, comparisons: evaluation.Comparisons, datas
 def _parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog='python -m mgdn_jax.evaluate', description=__doc__.splitlines()[0])
   p.add_argument('--task', choices=tasks.NAMES, help='default: the checkpoint config\'s task (required otherwise)')
-  p.add_argument('--checkpoint', help='exported model dir or training workdir')
+  p.add_argument('--checkpoint', help='weights file (.npz) or shipped name (mgdn-jax/<name>), exported model dir '
+                 'or training workdir')
   p.add_argument('--step', type=int, help='workdir only: this checkpoint step instead of the best / latest')
   p.add_argument('--dataset', help='tfds test set name[/config][:split] (default split test), e.g. lytro, mefb')
   p.add_argument('--sources_dir', help='MEF/MFF source folder (A/ + B/, under/ + over/, or <scene>/*_A.*, *_B.*)')
@@ -110,7 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                  "'{scene}_{method}' for MEFB's output/fused_images (default '{scene}')")
   p.add_argument('--baselines', default='', help='comma list of average,mertens (MEF/MFF)')
   p.add_argument('--modes', default='', help='comma list of rgb,gray (MEF/MFF; default rgb for MEF, both for MFF)')
-  p.add_argument('--output_dir', default=None, help='default: eval_results/<dataset>')
+  p.add_argument('--output_dir', default=None, help='report folder (default: <checkpoint folder>/eval/<dataset> '
+                 'for a workdir or exported model; required otherwise)')
   p.add_argument('--manual_dir', help='root holding the raw datasets (e.g. ../shared/data) for preparing them')
   p.add_argument('--data_dir', help='tfds data_dir')
   p.add_argument('--padding', choices=('official', 'reflect', 'none'), help='default: the official one per task '
@@ -142,23 +144,32 @@ def main(argv: Sequence[str] | None = None) -> int:
   overrides = dict(padding=args.padding, tile=args.tile, modes=split(args.modes), max_examples=args.max_examples)
   comparisons = evaluation.Comparisons(tuple(args.fused_dir), args.fused_pattern, split(args.baselines),
                                        args.jpeg_quality)
-  default_out = lambda name: pathlib.Path('eval_results') / evaluation.safe_name(name.split(':')[0])  # noqa: E731
+  folder = args.checkpoint if args.checkpoint and os.path.isdir(args.checkpoint) else None
+
+  def default_out(name: str) -> pathlib.Path | None:
+    # Reports go where the user says or beside the checkpoint they evaluate, never into the working directory;
+    # with neither, the table is printed and nothing is written.
+    if folder is None:
+      return None
+    return pathlib.Path(folder) / 'eval' / evaluation.safe_name(name.split(':')[0])
+
   try:
-    _check_output_dir(args.output_dir or 'eval_results')
+    if args.output_dir:
+      _check_output_dir(args.output_dir)
     if args.checkpoint:
       from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
       # A training workdir is evaluated with the weights its training evaluated (EMA unless the config says not).
-      use_ema = checkpoint_lib.read_config(args.checkpoint).get('eval_use_ema', True)
+      use_ema = checkpoint_lib.read_config(folder).get('eval_use_ema', True) if folder else True
       model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step, use_ema=use_ema)
       if args.task and args.task != config.task:
         raise ValueError(f'--task={args.task} but the checkpoint {args.checkpoint} is a {config.task} model')
       if args.sources_dir:
         name = pathlib.Path(args.sources_dir).name
+        out = args.output_dir or default_out(name)
         protocol = evaluation.Protocol.official(config.task, name).replace(**overrides)
         result = evaluation.evaluate_scenes(
             config.task, scenes_lib.folder_scenes(args.sources_dir), protocol, dataset=name, model=model,
-            comparisons=comparisons, output_dir=args.output_dir or default_out(name),
-            save_images=not args.no_images, progress=True)
+            comparisons=comparisons, output_dir=out, save_images=not args.no_images, progress=True)
         print(result.results.markdown(), flush=True)
         print(evaluation.format_scalars(result.scalars()), flush=True)
       else:
@@ -172,12 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
       if not comparisons:
         raise ValueError('give --checkpoint, --fused_dir or --baselines')
       name = args.dataset or pathlib.Path(args.sources_dir or 'sources').name
+      out = args.output_dir or default_out(name)
       evaluate_fused_dirs(args.task, comparisons=comparisons, dataset=args.dataset, sources_dir=args.sources_dir,
-                          overrides=overrides, output_dir=args.output_dir or default_out(name),
-                          manual_dir=args.manual_dir, data_dir=args.data_dir)
+                          overrides=overrides, output_dir=out, manual_dir=args.manual_dir, data_dir=args.data_dir)
   except (ValueError, FileNotFoundError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
+  if out is None:
+    print('nothing written (give --output_dir to keep the report and the images)', flush=True)
+  else:
+    print(f'report (table.md, results.csv, results.json) and images: {pathlib.Path(out).absolute()}', flush=True)
   return 0
 
 
