@@ -81,7 +81,7 @@ def test_incompatible_workdir(tmp_path):
   checkpoint.write_config(str(tmp_path), old)
   new = mef.get_config('tiny')
   new.model.embed_dim = 24
-  with pytest.raises(ValueError, match=r'incompatible config \(model.embed_dim: 12 -> 24\)'):
+  with pytest.raises(ValueError, match=r'trained with another config: model.embed_dim: 12 -> 24 \(workdir -> yours\)'):
     train.train_and_evaluate(new, str(tmp_path))
 
 

@@ -1,5 +1,6 @@
 """Parity with the official PyTorch MGDN: outputs, MGDF features (S) and gradients of the official fixtures."""
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,9 @@ def _load(path):
   z = np.load(path)
   meta = json.loads(str(z["meta"]))
   state_dict = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
-  model = convert.from_official(state_dict, meta["constructor_kwargs"], TASK[meta["class_name"]])
+  # MEF and MFF share the official class; the converter tells them apart by their official dimensions.
+  task = "mff" if "mff" in pathlib.Path(path).name.lower() else TASK[meta["class_name"]]
+  model = convert.from_official(state_dict, meta["constructor_kwargs"], task)
   inputs = [jnp.asarray(z[f"input/{i}"].transpose(0, 2, 3, 1)) for i in range(len(meta["input_shapes"]))]
   return z, model, inputs
 
