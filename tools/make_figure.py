@@ -28,18 +28,16 @@ def scene(task: str):
   y = (photo.shape[0] - HEIGHT) // 2
   photo = np.ascontiguousarray(photo[y:y + HEIGHT])
   rng = np.random.default_rng(SEED)
-  if task == 'mff':
-    a, b = synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH))
-  elif task == 'mef':
-    a, b = synth.mef_pair(rng, photo)
-  else:
-    raise ValueError(f'--task={task}: figures are made for the fusion tasks (mef, mff)')
+  pairs = {'mff': lambda: synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH)),
+           'mef': lambda: synth.mef_pair(rng, photo)}
+  a, b = pairs[task]()
   return {'image_0': a, 'image_1': b, 'target': photo}
 
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--task', required=True, choices=('mef', 'mff'))
+  from mgdn_jax import tasks  # numpy only: cheap before parsing
+  p.add_argument('--task', required=True, choices=[n for n in tasks.NAMES if tasks.get(n).is_fusion])
   p.add_argument('--checkpoint', required=True, help='weights (.npz or mgdn-jax/<name>), export or workdir')
   p.add_argument('--out', required=True, help='PNG to write (refuses to replace an existing file)')
   args = p.parse_args(argv)
@@ -47,7 +45,7 @@ def main(argv=None) -> None:
   if out.exists():
     sys.exit(f'error: {out} exists: choose another --out')
   from PIL import Image
-  from mgdn_jax import checkpoint, inference, tasks
+  from mgdn_jax import checkpoint, inference
   task = tasks.get(args.task)
   model, _ = checkpoint.load_model(args.checkpoint)
   example = task.encode(scene(args.task))
