@@ -303,3 +303,16 @@ def test_gdsr_plumbing(fake_fuse, tmp_path):
   assert got['rmse_cm'] == pytest.approx(want, abs=1e-12) and want > 0
   saved = np.array(Image.open(tmp_path / 'out' / 'MGDN' / f'{scene.name}.png'))
   assert saved.dtype == np.uint16
+
+
+def test_mismatched_sources_stop_before_any_output(tmp_path, capsys):
+  """A pair of different sizes late in the set stops the evaluation before the first scene is scored."""
+  scenes = _write_sources(tmp_path / 'src', ['s1', 's2', 's3'])
+  _write_fused(tmp_path / 'fused', scenes)
+  Image.fromarray(scenes['s3'][1][:-2]).save(tmp_path / 'src' / 'B' / 's3.png')
+  out = tmp_path / 'out'
+  assert evaluate.main(['--task=mff', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=M={tmp_path / "fused"}',
+                        f'--output_dir={out}']) == 1
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith('error: scene s3: s3.png is ') and ' but s3.png is ' in err
+  assert not out.exists() or not any(out.rglob('*'))

@@ -73,13 +73,22 @@ def source_pairs(root) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
 
 
 def source_scenes(root) -> Iterator[tuple[str, list[np.ndarray]]]:
-  """(scene name, [A, B] uint8 (H, W, 3)) for every scene under `root`, checking that A and B match in size."""
-  for name, path_a, path_b in source_pairs(root):
-    a, b = read_rgb8(path_a), read_rgb8(path_b)
-    if a.shape != b.shape:
-      raise FolderError(f'scene {name}: {path_a.name} is {a.shape[1]}x{a.shape[0]} but {path_b.name} is '
-                        f'{b.shape[1]}x{b.shape[0]}')
-    yield name, [a, b]
+  """(scene name, [A, B] uint8 (H, W, 3)) for every scene under `root`.
+
+  Every pair is checked (readable header, pixel limit, A and B of one size) before the first scene is yielded, so
+  an evaluation stops before it computes anything, not after part of the set.
+  """
+  from mgdn_jax import image_io  # pylint: disable=g-import-not-at-top
+  pairs = list(source_pairs(root))
+  for name, path_a, path_b in pairs:
+    try:
+      (ha, wa), (hb, wb) = image_io.image_size(path_a), image_io.image_size(path_b)
+    except image_io.InputError as e:
+      raise FolderError(f'scene {name}: {e}') from None
+    if (ha, wa) != (hb, wb):
+      raise FolderError(f'scene {name}: {path_a.name} is {wa}x{ha} but {path_b.name} is {wb}x{hb}')
+  for name, path_a, path_b in pairs:
+    yield name, [read_rgb8(path_a), read_rgb8(path_b)]
 
 
 class FusedFolder:
