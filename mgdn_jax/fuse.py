@@ -356,8 +356,12 @@ def check_outputs(task, scenes, overwrite=False) -> None:
 
 def _load_model(args):
   from mgdn_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(args.checkpoint) and not (args.checkpoint.startswith('mgdn-jax/')
-                                                  or args.checkpoint.endswith('.npz')):
+  from mgdn_jax import weights  # pylint: disable=g-import-not-at-top
+  try:
+    weights_file = weights.resolve(args.checkpoint)
+  except FileNotFoundError as e:
+    raise InputError(f'cannot load checkpoint {args.checkpoint}: {e}') from None
+  if weights_file is None and not os.path.isdir(args.checkpoint):
     raise InputError(f'checkpoint {args.checkpoint} is neither a folder (exported model or training workdir), '
                      'a weights file (.npz) nor a shipped name (mgdn-jax/<name>)')
   try:

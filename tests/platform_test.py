@@ -144,7 +144,7 @@ def test_tuned_environ_keeps_user_settings():
 
 
 @glibc_only
-@pytest.mark.skipif(_thp_mode() == 'never', reason='transparent huge pages are disabled on this machine')
+@pytest.mark.skipif(_thp_mode() == 'never', reason="transparent huge pages are disabled (THP mode 'never')")
 def test_reexec_cuts_per_execution_page_faults():
   tuned_faults, tunables = _probe()
   default_faults, default_tunables = _probe(**{platform.OPT_OUT_ENV: '0'})
