@@ -29,6 +29,7 @@ from mgdn_jax import evaluation
 from mgdn_jax import kernels
 from mgdn_jax import microbatch
 from mgdn_jax import platform
+from mgdn_jax import run_log
 from mgdn_jax import sharding
 from mgdn_jax import tasks
 from mgdn_jax import train_state
@@ -321,7 +322,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
     logging.info('%s is already trained to step %d (config.num_train_steps = %d): nothing to train. Evaluate it '
                  'with `python main.py --workdir=%s --mode=eval`, or raise --config.num_train_steps to go on.',
                  workdir, initial_step, config.num_train_steps, workdir)
-    _log_outputs(workdir, manager)
+    run_log.log_outputs(workdir, manager)
     manager.close()
     return state
 
@@ -338,7 +339,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
     logging.info('%s: %s parameters (table: %s)', config.model_name,
                  f'{parameter_overview.count_parameters(state["params"]):,}', table)
   hooks = [periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer)]
-  progress = _Progress(config, initial_step)
+  progress = run_log.Progress(config, initial_step)
   logging.info('Training steps %d-%d of batch %d (%d²); compiling the step first (a minute or more on a CPU).',
                initial_step + 1, config.num_train_steps, config.batch_size, config.patch_size)
 
@@ -379,40 +380,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
         logging.warning('Stopped at step %d after checkpointing (preemption).', step)
         break
     manager.wait_until_finished()
-    _log_outputs(workdir, manager)
+    run_log.log_outputs(workdir, manager)
   writer.close()
   return state
-
-
-class _Progress:
-  """One readable line per log interval: step, loss, images/s over the interval, ETA at that pace."""
-
-  def __init__(self, config: ml_collections.ConfigDict, step: int):
-    self._total, self._batch = config.num_train_steps, config.batch_size
-    self._step, self._time = step, time.time()
-
-  def line(self, step: int, loss: float) -> str:
-    now = time.time()
-    rate = (step - self._step) / max(now - self._time, 1e-9)
-    self._step, self._time = step, now
-    eta = (self._total - step) / rate if rate > 0 else float('inf')
-    hours, rest = divmod(int(eta), 3600) if eta != float('inf') else (0, 0)
-    eta_text = f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
-    return (f'step {step}/{self._total}  loss {loss:.4f}  {rate * self._batch:.1f} images/s  '
-            f'ETA {eta_text if eta != float("inf") else "?"}')
-
-
-def _log_outputs(workdir: str, manager) -> None:
-  """Where the run's results are: checkpoints, TensorBoard, evaluation summary."""
-  steps = sorted(manager.all_steps())
-  summary = os.path.join(workdir, evaluation.SUMMARY_FILE)
-  lines = [f'checkpoints: {manager.directory} (steps {", ".join(map(str, steps)) or "none"})',
-           f'TensorBoard: tensorboard --logdir={workdir}',
-           f'weights for fuse/evaluate: --checkpoint={workdir} (best EMA), or export one file with '
-           f'`python -m mgdn_jax.weights export --workdir={workdir} --out=FILE.npz`']
-  if os.path.exists(summary):
-    lines.insert(2, f'evaluation: {summary}')
-  logging.info('Outputs of %s:\n  %s', workdir, '\n  '.join(lines))
 
 
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, float]:
