@@ -11,13 +11,13 @@ re-import this module, so only light imports live at the top.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+PROG = 'main.py'
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None, 'Training config file, e.g. configs/mef.py, configs/mef.py:demo, configs/gdsr.py:x8.',
@@ -54,9 +54,20 @@ class _ProjectInfoOnly:
     return record.levelno >= logging.converter.STANDARD_WARNING
 
 
+def _parse(argv):
+  """absl's parsing with the project's usage-error format (mgdn_jax.cli)."""
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  try:
+    rest = FLAGS(argv)
+  except flags.Error as e:
+    cli.usage_error(PROG, e)
+  if len(rest) > 1:
+    cli.usage_error(PROG, f'unexpected arguments {" ".join(rest[1:])} (every option is a --flag)')
+  return rest
+
+
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  del argv
   if not FLAGS.verbose:
     logging.get_absl_handler().addFilter(_ProjectInfoOnly())
   import jax  # pylint: disable=g-import-not-at-top
@@ -78,9 +89,8 @@ def main(argv):
   except (*_USER_ERRORS, workdir_lock.WorkdirBusyError) as e:
     if FLAGS.traceback:
       raise
-    message = ' '.join(str(e).split())  # one line, whatever the raiser formatted
-    print(f'main.py: error: {type(e).__name__}: {message}', file=sys.stderr)
-    sys.exit(1)
+    from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+    cli.fail(PROG, f'{type(e).__name__}: {e}')
 
 
 if __name__ == '__main__':
@@ -89,4 +99,4 @@ if __name__ == '__main__':
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
   from mgdn_jax import platform  # pylint: disable=g-import-not-at-top
   platform.tune_process()
-  app.run(main)
+  app.run(main, flags_parser=_parse)

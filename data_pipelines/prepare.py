@@ -3,9 +3,9 @@
 DIR is the folder holding the dataset as its authors distribute it, or the root that holds it as DIR/<NAME>.
 `mgdn_demo/<task>` needs no --manual_dir.
 """
+import sys
 import types
 
-from absl import app
 from absl import flags
 
 import data_pipelines  # the package's builders (imported anyway to run this module)
@@ -24,22 +24,28 @@ def _names() -> str:
   return ', '.join(sorted(out))
 
 
-_DATASET = flags.DEFINE_string('dataset', None, f'Dataset name[/config], one of: {_names()}.', required=True)
-_MANUAL_DIR = flags.DEFINE_string('manual_dir', None, 'Folder with the dataset files (or their root).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: ~/tensorflow_datasets).')
+PROG = 'prepare'
 
 
-def main(argv):
-  del argv
+def define_flags(f: flags.FlagValues) -> None:
+  """prepare's flags on `f` (mgdn_jax.cli.parse)."""
+  flags.DEFINE_string('dataset', None, f'Dataset name[/config], one of: {_names()}.', required=True, flag_values=f)
+  flags.DEFINE_string('manual_dir', None, 'Folder with the dataset files (or their root).', flag_values=f)
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir (default: ~/tensorflow_datasets).', flag_values=f)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   from data_pipelines import common
   from data_pipelines import loader
   try:
-    builder = loader.prepare(_DATASET.value, manual_dir=_MANUAL_DIR.value, data_dir=_DATA_DIR.value)
+    builder = loader.prepare(args.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir)
   except common.DataError as e:
-    raise SystemExit(f'error: {e}') from None
+    cli.fail(PROG, e)
   splits = ', '.join(f'{k}: {v.num_examples}' for k, v in sorted(builder.info.splits.items()))
   print(f'{builder.info.full_name} prepared in {builder.data_dir} ({splits})')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main(sys.argv[1:])

@@ -17,14 +17,18 @@ import shutil
 import sys
 import tempfile
 
-from absl import app
 from absl import flags
 
-_OUT = flags.DEFINE_string('out', None, 'The drpl_mff manual_dir to create (photos go to OUT/images).',
-                           required=True)
-_SKIMAGE = flags.DEFINE_bool('skimage', False, "Add scikit-image's shipped photos.")
-_MEFB = flags.DEFINE_string('mefb', None, 'MEFB-layout folder whose pairs are fused with Mertens.')
-_FOLDER = flags.DEFINE_string('folder', None, 'Folder of sharp images to add.')
+PROG = 'sharp_photos'
+
+
+def define_flags(f: flags.FlagValues) -> None:
+  """sharp_photos' flags on `f` (mgdn_jax.cli.parse)."""
+  flags.DEFINE_string('out', None, 'The drpl_mff manual_dir to create (photos go to OUT/images).', required=True,
+                      flag_values=f)
+  flags.DEFINE_bool('skimage', False, "Add scikit-image's shipped photos.", flag_values=f)
+  flags.DEFINE_string('mefb', None, 'MEFB-layout folder whose pairs are fused with Mertens.', flag_values=f)
+  flags.DEFINE_string('folder', None, 'Folder of sharp images to add.', flag_values=f)
 
 # scikit-image photos of at least 256² that ship with the package (the others are fetched on demand).
 SKIMAGE_PHOTOS = ('astronaut', 'brick', 'camera', 'chelsea', 'coffee', 'colorwheel', 'grass', 'gravel',
@@ -107,27 +111,28 @@ def write_photos(out: pathlib.Path, sources) -> tuple[int, list[str]]:
   return written, skipped
 
 
-def main(argv):
-  del argv
+def main(argv=None) -> None:
+  from mgdn_jax import cli
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   from data_pipelines import common
   sources = []
-  if _SKIMAGE.value:
+  if args.skimage:
     sources.append(('skimage', skimage_photos()))
-  if _MEFB.value:
-    sources.append(('mefb', mefb_photos(pathlib.Path(_MEFB.value).expanduser())))
-  if _FOLDER.value:
-    sources.append(('photo', folder_photos(pathlib.Path(_FOLDER.value).expanduser())))
+  if args.mefb:
+    sources.append(('mefb', mefb_photos(pathlib.Path(args.mefb).expanduser())))
+  if args.folder:
+    sources.append(('photo', folder_photos(pathlib.Path(args.folder).expanduser())))
   if not sources:
-    raise SystemExit('error: no source given: pass --skimage, --mefb=DIR and/or --folder=DIR')
-  images = pathlib.Path(_OUT.value).expanduser() / 'images'
+    cli.usage_error(PROG, 'no source given: pass --skimage, --mefb=DIR and/or --folder=DIR')
+  images = pathlib.Path(args.out).expanduser() / 'images'
   try:
     written, skipped = write_photos(images.parent, sources)
   except common.DataError as e:
-    raise SystemExit(f'error: {e}') from None
+    cli.fail(PROG, e)
   if skipped:
     print(f'skipped {len(skipped)} photos smaller than {MIN_SIZE}²: {", ".join(skipped)}', file=sys.stderr)
   print(f'wrote {written} sharp photos to {images}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main(sys.argv[1:])

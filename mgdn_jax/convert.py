@@ -15,8 +15,10 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+from absl import flags
 from flax import nnx
 
+from mgdn_jax import cli
 from mgdn_jax import model as model_lib
 from mgdn_jax import tasks
 
@@ -252,40 +254,44 @@ def _publish(out: str, model, config) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def main(argv=None) -> None:
-  import argparse  # pylint: disable=g-import-not-at-top
+PROG = "convert"
+DESCRIPTION = ("Convert official MGDN PyTorch weights (.pth needs torch; .npz does not) into an MGDN-JAX "
+               "checkpoint that evaluation, inference and fine-tuning load.")
 
-  parser = argparse.ArgumentParser(
-      prog="python -m mgdn_jax.convert",
-      description="Convert official MGDN PyTorch weights (.pth needs torch; .npz does not) into an MGDN-JAX "
-                  "checkpoint that evaluation, inference and fine-tuning load.")
-  parser.add_argument("--task", required=True, choices=sorted(tasks.NAMES))
-  parser.add_argument("--official", required=True, help="official checkpoint (.pth/.pt or .npz)")
-  parser.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-  parser.add_argument("--scale", type=int, choices=tasks.GDSR_SCALES, default=None,
-                      help="GDSR scale the weights were trained for (stored in the exported config)")
-  args = parser.parse_args(argv)
+
+def define_flags(f: flags.FlagValues) -> None:
+  """convert's flags on `f` (cli.parse)."""
+  flags.DEFINE_enum("task", None, sorted(tasks.NAMES), "the task the weights are for", required=True, flag_values=f)
+  flags.DEFINE_string("official", None, "official checkpoint (.pth/.pt or .npz)", required=True, flag_values=f)
+  flags.DEFINE_string("out", None, "output directory (must not exist or be empty)", required=True, flag_values=f)
+  flags.DEFINE_enum("scale", None, [str(s) for s in tasks.GDSR_SCALES],
+                    "GDSR scale the weights were trained for (stored in the exported config)", flag_values=f)
+
+
+def main(argv=None) -> None:
+  args, _ = cli.parse(PROG, DESCRIPTION, define_flags, argv)
   out = os.path.abspath(args.out)
   parent = os.path.dirname(out)
   if not os.path.isfile(args.official):
-    parser.exit(2, f"error: --official {args.official}: no such file\n")
+    cli.fail(PROG, f"--official {args.official}: no such file")
   if os.path.exists(out) and not (os.path.isdir(out) and not os.listdir(out)):
-    parser.exit(2, f"error: --out {args.out} exists and is not an empty folder\n")
+    cli.fail(PROG, f"--out {args.out} exists and is not an empty folder")
   if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-    parser.exit(2, f"error: --out {args.out}: folder {parent} does not exist or is not writable\n")
+    cli.fail(PROG, f"--out {args.out}: folder {parent} does not exist or is not writable")
   try:
     state_dict = read_state_dict(args.official)
   except ValueError as e:
-    parser.exit(2, f"error: {e}\n")  # names the file
+    cli.fail(PROG, e)  # names the file
   try:
     kwargs = infer_official_kwargs(state_dict)
     model = from_official(state_dict, kwargs, args.task)
   except ValueError as e:
-    parser.exit(2, f"error: {args.official}: {e}\n")
+    cli.fail(PROG, f"{args.official}: {e}")
+  scale = int(args.scale) if args.scale else None
   try:
-    _publish(out, model, export_config(args.task, model_config_from_official(kwargs, args.task), args.scale))
+    _publish(out, model, export_config(args.task, model_config_from_official(kwargs, args.task), scale))
   except OSError as e:
-    parser.exit(2, f"error: --out {args.out}: {e.strerror or e}\n")
+    cli.fail(PROG, f"--out {args.out}: {e.strerror or e}")
   print(f"wrote {args.out}: task={args.task}, official kwargs {kwargs}, "
         f"{model_lib.count_params(model):,} parameters")
 

@@ -15,13 +15,16 @@ the fused images (<method>/<scene>.png; HDR as mu-law tonemapped PNG, GDSR as 16
 depth).  MEF/MFF metrics are computed on exact uint8 outputs (clamp, x255, round: the official quantisation);
 MFF is reported both per channel ('rgb') and on rgb2gray ('gray'), since the paper does not say which it used.
 """
-import argparse
 import logging
 import os
 import pathlib
 import sys
+import types
 from typing import Sequence
 
+from absl import flags
+
+from mgdn_jax import cli
 from mgdn_jax import evaluation
 from mgdn_jax import platform
 from mgdn_jax import tasks
@@ -97,33 +100,43 @@ def evaluate_fused_dirs(task: str, *, comparisons: evaluation.Comparisons, datas
   return result.results.summary()
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog='python -m mgdn_jax.evaluate', description=__doc__.splitlines()[0])
-  p.add_argument('--task', choices=tasks.NAMES, help='default: the checkpoint config\'s task (required otherwise)')
-  p.add_argument('--checkpoint', help='weights file (.npz) or shipped name (mgdn-jax/<name>), exported model dir '
-                 'or training workdir')
-  p.add_argument('--step', type=int, help='workdir only: this checkpoint step instead of the best / latest')
-  p.add_argument('--dataset', help='tfds test set name[/config][:split] (default split test), e.g. lytro, mefb')
-  p.add_argument('--sources_dir', help='MEF/MFF source folder (A/ + B/, under/ + over/, or <scene>/*_A.*, *_B.*)')
-  p.add_argument('--fused_dir', action='append', default=[], help='NAME=DIR or DIR of fused images named after '
-                 'the scenes (repeatable)')
-  p.add_argument('--fused_pattern', default='{scene}', help="fused file stem from {scene} and {method}, e.g. "
-                 "'{scene}_{method}' for MEFB's output/fused_images (default '{scene}')")
-  p.add_argument('--baselines', default='', help='comma list of average,mertens (MEF/MFF)')
-  p.add_argument('--modes', default='', help='comma list of rgb,gray (MEF/MFF; default rgb for MEF, both for MFF)')
-  p.add_argument('--output_dir', default=None, help='report folder (default: <checkpoint folder>/eval/<dataset> '
-                 'for a workdir or exported model; required otherwise)')
-  p.add_argument('--manual_dir', help='root holding the raw datasets (e.g. ../shared/data) for preparing them')
-  p.add_argument('--data_dir', help='tfds data_dir')
-  p.add_argument('--padding', choices=('official', 'reflect', 'none'), help='default: the official one per task '
-                 '(evaluation.Protocol)')
-  p.add_argument('--tile', type=int, help='tile size (0 = whole image; default 500 for HDR, else whole image)')
-  p.add_argument('--max_examples', type=int, help='evaluate only the first N scenes (default: the checkpoint '
-                 'config\'s eval_max_examples, 0 = all)')
-  p.add_argument('--no_images', action='store_true', help='do not save the output images')
-  p.add_argument('--jpeg_quality', type=int, help='also score the outputs re-encoded as JPEG at this quality '
-                 '(95: how the official scripts save Lytro results)')
-  return p
+PROG = 'evaluate'
+
+
+def define_flags(f: flags.FlagValues) -> None:
+  """evaluate's flags on `f` (cli.parse)."""
+  flags.DEFINE_enum('task', None, tasks.NAMES, "default: the checkpoint config's task (required otherwise)",
+                    flag_values=f)
+  flags.DEFINE_string('checkpoint', None, 'weights file (.npz) or shipped name (mgdn-jax/<name>), exported model '
+                      'dir or training workdir', flag_values=f)
+  flags.DEFINE_integer('step', None, 'workdir only: this checkpoint step instead of the best / latest',
+                       lower_bound=0, flag_values=f)
+  flags.DEFINE_string('dataset', None, 'tfds test set name[/config][:split] (default split test), e.g. lytro, mefb',
+                      flag_values=f)
+  flags.DEFINE_string('sources_dir', None, 'MEF/MFF source folder (A/ + B/, under/ + over/, or <scene>/*_A.*, '
+                      '*_B.*)', flag_values=f)
+  flags.DEFINE_multi_string('fused_dir', [], 'NAME=DIR or DIR of fused images named after the scenes (repeatable)',
+                            flag_values=f)
+  flags.DEFINE_string('fused_pattern', '{scene}', "fused file stem from {scene} and {method}, e.g. "
+                      "'{scene}_{method}' for MEFB's output/fused_images", flag_values=f)
+  flags.DEFINE_list('baselines', [], 'comma list of average,mertens (MEF/MFF)', flag_values=f)
+  flags.DEFINE_list('modes', [], 'comma list of rgb,gray (MEF/MFF; default rgb for MEF, both for MFF)',
+                    flag_values=f)
+  flags.DEFINE_string('output_dir', None, 'report folder (default: <checkpoint folder>/eval/<dataset> for a '
+                      'workdir or exported model; required otherwise)', flag_values=f)
+  flags.DEFINE_string('manual_dir', None, 'root holding the raw datasets (e.g. ../shared/data) for preparing them',
+                      flag_values=f)
+  flags.DEFINE_string('data_dir', None, 'tfds data_dir', flag_values=f)
+  flags.DEFINE_enum('padding', None, ['official', 'reflect', 'none'], 'default: the official one per task '
+                    '(evaluation.Protocol)', flag_values=f)
+  flags.DEFINE_integer('tile', None, 'tile size (0 = whole image; default 500 for HDR, else whole image)',
+                       lower_bound=0, flag_values=f)
+  flags.DEFINE_integer('max_examples', None, "evaluate only the first N scenes (default: the checkpoint config's "
+                       'eval_max_examples, 0 = all)', lower_bound=0, flag_values=f)
+  flags.DEFINE_bool('save_images', True, 'save the output images with the report (--nosave_images: tables only)',
+                    flag_values=f)
+  flags.DEFINE_integer('jpeg_quality', None, 'also score the outputs re-encoded as JPEG at this quality (95: how '
+                       'the official scripts save Lytro results)', lower_bound=1, upper_bound=100, flag_values=f)
 
 
 def _check_output_dir(path) -> None:
@@ -139,10 +152,10 @@ def _check_output_dir(path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-  args = _parser().parse_args(argv)
-  split = lambda s: tuple(x for x in s.split(',') if x)  # noqa: E731
-  overrides = dict(padding=args.padding, tile=args.tile, modes=split(args.modes), max_examples=args.max_examples)
-  comparisons = evaluation.Comparisons(tuple(args.fused_dir), args.fused_pattern, split(args.baselines),
+  values, _ = cli.parse(PROG, __doc__, define_flags, argv)
+  args = types.SimpleNamespace(**{name: values[name].value for name in values})
+  overrides = dict(padding=args.padding, tile=args.tile, modes=tuple(args.modes), max_examples=args.max_examples)
+  comparisons = evaluation.Comparisons(tuple(args.fused_dir), args.fused_pattern, tuple(args.baselines),
                                        args.jpeg_quality)
   folder = args.checkpoint if args.checkpoint and os.path.isdir(args.checkpoint) else None
 
@@ -169,14 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         protocol = evaluation.Protocol.official(config.task, name).replace(**overrides)
         result = evaluation.evaluate_scenes(
             config.task, scenes_lib.folder_scenes(args.sources_dir), protocol, dataset=name, model=model,
-            comparisons=comparisons, output_dir=out, save_images=not args.no_images, progress=True)
+            comparisons=comparisons, output_dir=out, save_images=args.save_images, progress=True)
         print(result.results.markdown(), flush=True)
         print(evaluation.format_scalars(result.scalars()), flush=True)
       else:
         out = args.output_dir or default_out(args.dataset or config.task)
         evaluate_checkpoint(args.checkpoint, dataset=args.dataset, model=model, config=config, step=args.step,
                             overrides=overrides, comparisons=comparisons, output_dir=out,
-                            manual_dir=args.manual_dir, data_dir=args.data_dir, save_images=not args.no_images)
+                            manual_dir=args.manual_dir, data_dir=args.data_dir, save_images=args.save_images)
     else:
       if not args.task:
         raise ValueError('--task is required without --checkpoint')
@@ -187,8 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       evaluate_fused_dirs(args.task, comparisons=comparisons, dataset=args.dataset, sources_dir=args.sources_dir,
                           overrides=overrides, output_dir=out, manual_dir=args.manual_dir, data_dir=args.data_dir)
   except (ValueError, FileNotFoundError, ImportError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+    cli.fail(PROG, e)
   if out is None:
     print('nothing written (give --output_dir to keep the report and the images)', flush=True)
   else:

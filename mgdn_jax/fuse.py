@@ -7,7 +7,6 @@ Examples:
   python -m mgdn_jax.fuse --task=gdsr --checkpoint=ckpt/gdsr rgb.jpg depth_lr.npy --output=depth.npy
 """
 
-import argparse
 import dataclasses
 import glob
 import importlib.util
@@ -16,9 +15,12 @@ import os
 import pathlib
 import re
 import sys
+import types
 
 import tqdm
+from absl import flags
 
+from mgdn_jax import cli
 from mgdn_jax import platform
 from mgdn_jax import image_io
 from mgdn_jax import padding
@@ -50,46 +52,63 @@ which case a tile size is chosen and logged. --tile=500 --overlap=0 reproduces t
 """
 
 
-def _parse_exposures(text):
+PROG = 'fuse'
+INPUTS_HELP = 'INPUTS: image files, folders or quoted globs (see above)'
+
+
+def define_flags(f: flags.FlagValues) -> None:
+  """fuse's flags on `f` (cli.parse)."""
+  flags.DEFINE_enum('task', None, tasks.NAMES, 'the task', required=True, flag_values=f)
+  flags.DEFINE_string('checkpoint', None, 'weights file (.npz) or shipped name (mgdn-jax/<name>), exported model '
+                      '(mgdn_jax.convert --out) or a training workdir', required=True, flag_values=f)
+  flags.DEFINE_string('output', None, 'output file (one scene) or folder (batch)', required=True, flag_values=f)
+  flags.DEFINE_bool('overwrite', False, 'replace outputs that already exist (an input file is never replaced)',
+                    flag_values=f)
+  flags.DEFINE_enum('format', None, ['png', 'tif', 'jpg', 'hdr', 'exr', 'npy'],
+                    'output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)', flag_values=f)
+  flags.DEFINE_enum('bits', None, ['8', '16'], 'bits of PNG/TIFF image outputs (default: 16 if any input has 16 '
+                    'bits, else 8)', flag_values=f)
+  flags.DEFINE_enum('padding', 'reflect', list(padding.PADDINGS),
+                    "reflect: to the window multiple. official: the official MEF/MFF scripts' symmetric padding to "
+                    'the next multiple of 8 (+8 when already divisible); reproduces their outputs. none: leave it '
+                    'to the model', flag_values=f)
+  flags.DEFINE_integer('tile', None, 'tile size in pixels (default: whole image if it fits in memory)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_integer('overlap', None, 'tile overlap in pixels (default: inference.DEFAULT_OVERLAP, 32)',
+                       lower_bound=0, flag_values=f)
+  flags.DEFINE_bool('auto_tile', True, 'tile when the whole image would not fit in memory (--noauto_tile: never '
+                    'tile unless --tile is given)', flag_values=f)
+  flags.DEFINE_float('memory_gb', None, 'memory a forward pass may use (default: 60% of the free memory)',
+                     lower_bound=0.001, flag_values=f)
+  flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], "compute dtype (default: the checkpoint's)",
+                    flag_values=f)
+  flags.DEFINE_list('exposures', None, 'hdr: exposure values in stops of the frames, e.g. --exposures=-2,0,2 '
+                    '(default: exposure.txt beside the frames)', flag_values=f)
+  flags.register_validator('exposures', _numbers, '--exposures must be comma-separated numbers', flag_values=f)
+  flags.DEFINE_integer('scale', None, 'gdsr: upsampling factor (default: config.data.gdsr_scale)', lower_bound=2,
+                       flag_values=f)
+  flags.DEFINE_float('depth_scale', 1000., 'gdsr: integer depth files hold metres × depth_scale (default 1000: '
+                     'millimetres)', lower_bound=0., flag_values=f)
+  flags.DEFINE_bool('resize_to_first', False, 'resize inputs of another size to the first one (bicubic) instead '
+                    'of failing', flag_values=f)
+
+
+def _numbers(values) -> bool:
   try:
-    return [float(v) for v in text.split(',')]
+    return values is None or all(float(v) == float(v) for v in values)
   except ValueError:
-    raise argparse.ArgumentTypeError(f'--exposures must be comma-separated numbers, got {text!r}') from None
+    return False
 
 
-def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog='python -m mgdn_jax.fuse', description=_DESCRIPTION, epilog=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('inputs', nargs='+', metavar='INPUTS', help='image files, folders or quoted globs (see above)')
-  p.add_argument('--task', required=True, choices=tasks.NAMES)
-  p.add_argument('--checkpoint', required=True,
-                 help='weights file (.npz) or shipped name (mgdn-jax/<name>), exported model '
-                      '(mgdn_jax.convert --out) or a training workdir')
-  p.add_argument('--output', required=True, help='output file (one scene) or folder (batch)')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace outputs that already exist (an input file is never replaced)')
-  p.add_argument('--format', choices=('png', 'tif', 'jpg', 'hdr', 'exr', 'npy'),
-                 help='output format of a batch (default: png for mef/mff, hdr for hdr, npy for gdsr)')
-  p.add_argument('--bits', type=int, choices=(8, 16),
-                 help='bits of PNG/TIFF image outputs (default: 16 if any input has 16 bits, else 8)')
-  p.add_argument('--padding', choices=padding.PADDINGS, default='reflect',
-                 help="reflect: to the window multiple (default). official: the official MEF/MFF scripts' "
-                      'symmetric padding to the next multiple of 8 (+8 when already divisible); reproduces their '
-                      'outputs. none: leave it to the model')
-  p.add_argument('--tile', type=int, help='tile size in pixels (default: whole image if it fits in memory)')
-  p.add_argument('--overlap', type=int, help='tile overlap in pixels (default: inference.DEFAULT_OVERLAP, 32)')
-  p.add_argument('--no_auto_tile', action='store_true', help='never tile unless --tile is given')
-  p.add_argument('--memory_gb', type=float, help='memory a forward pass may use (default: 60%% of the free memory)')
-  p.add_argument('--dtype', choices=('float32', 'bfloat16'), help='compute dtype (default: the checkpoint\'s)')
-  p.add_argument('--exposures', type=_parse_exposures,
-                 help='hdr: exposure values in stops of the frames, e.g. --exposures=-2,0,2 (default: '
-                      'exposure.txt beside the frames)')
-  p.add_argument('--scale', type=int, help='gdsr: upsampling factor (default: config.data.gdsr_scale)')
-  p.add_argument('--depth_scale', type=float, default=1000.,
-                 help='gdsr: integer depth files hold metres × depth_scale (default 1000: millimetres)')
-  p.add_argument('--resize_to_first', action='store_true',
-                 help='resize inputs of another size to the first one (bicubic) instead of failing')
-  return p
+def parse_args(argv=None) -> types.SimpleNamespace:
+  """The command line as a namespace (`inputs` + one attribute per flag); usage errors exit (cli.parse)."""
+  values, inputs = cli.parse(PROG, f'{_DESCRIPTION}\n{__doc__}', define_flags, argv, positional=INPUTS_HELP)
+  if not inputs:
+    cli.usage_error(PROG, 'give the INPUTS: the files of one scene, or folders / globs of a batch')
+  args = types.SimpleNamespace(inputs=inputs, **{name: values[name].value for name in values if name != 'help'})
+  args.exposures = [float(v) for v in args.exposures] if args.exposures else None
+  args.bits = int(args.bits) if args.bits else None
+  return args
 
 
 # ------------------------------------------------------------------------------------------- scene discovery
@@ -411,8 +430,6 @@ def run(args) -> list[pathlib.Path]:
   from mgdn_jax import inference  # pylint: disable=g-import-not-at-top  (JAX: only once the arguments are valid)
   if args.overlap is None:
     args.overlap = inference.DEFAULT_OVERLAP
-  if args.tile is not None and args.tile <= 0:
-    raise InputError(f'--tile must be positive, got {args.tile}')
   if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
     raise InputError(f'--overlap must be in [0, tile size), got {args.overlap}')
   scenes = find_scenes(args.task, expand_inputs(args.inputs), exposures=args.exposures)
@@ -443,7 +460,7 @@ def _check_and_fuse(args, scenes) -> list[pathlib.Path]:
                                              depth_scale=args.depth_scale, resize_to_first=args.resize_to_first)
     try:
       out = inference.fuse(model, streams, padding=args.padding, tile=args.tile, overlap=args.overlap,
-                           auto=not args.no_auto_tile, memory_budget=budget, progress=True)
+                           auto=args.auto_tile, memory_budget=budget, progress=True)
     except ValueError as e:
       raise InputError(f'{scene.name}: {e}') from None
     write_result(out, scene, args, bits, depth_range)
@@ -453,17 +470,17 @@ def _check_and_fuse(args, scenes) -> list[pathlib.Path]:
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  args = parse_args(argv)
   logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
   logging.getLogger('mgdn_jax').setLevel(logging.INFO)
   try:
     run(args)
   except (InputError, OSError) as e:
-    raise SystemExit(f'fuse: error: {e}') from None
+    cli.fail(PROG, e)
   return 0
 
 
 if __name__ == '__main__':
-  build_parser().parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
+  parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
   platform.tune_process()
   sys.exit(main())

@@ -79,14 +79,14 @@ def test_cli_errors(tmp_path):
     return subprocess.run([sys.executable, "-m", "mgdn_jax.convert", *args], cwd=ROOT, capture_output=True,
                           text=True, check=False)
   missing = run("--task=mff", f"--official={tmp_path / 'nope.npz'}", f"--out={tmp_path / 'o'}")
-  assert missing.returncode == 2 and "no such file" in missing.stderr
+  assert missing.returncode == 1 and "no such file" in missing.stderr
   bad = tmp_path / "bad.npz"
   np.savez(bad, **{"inconv1.weight": np.zeros((30, 3, 3, 3), np.float32)})
   broken = run("--task=mff", f"--official={bad}", f"--out={tmp_path / 'o'}")
-  assert broken.returncode == 2 and "not an official MGDN checkpoint" in broken.stderr
+  assert broken.returncode == 1 and "not an official MGDN checkpoint" in broken.stderr
   assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
   no_torch = run("--task=mff", f"--official={tmp_path / 'weights.pth'}", f"--out={tmp_path / 'o'}")
-  assert no_torch.returncode == 2 and "no such file" in no_torch.stderr
+  assert no_torch.returncode == 1 and "no such file" in no_torch.stderr
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None, reason="torch not installed")

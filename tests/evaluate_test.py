@@ -16,6 +16,13 @@ GOLDEN = json.loads((pathlib.Path(__file__).parent / 'testdata' / 'metrics_golde
 TOL = 1e-4
 
 
+
+def _error(argv) -> str:
+  """The one-line error that ends evaluate.main(argv) (mgdn_jax.cli.fail)."""
+  with pytest.raises(SystemExit) as e:
+    evaluate.main(argv)
+  return str(e.value)
+
 def _scene(rng, h=48, w=56):
   """A smooth random scene and two degraded sources (darker / brighter halves blurred differently)."""
   yy, xx = np.mgrid[0:h, 0:w]
@@ -105,10 +112,9 @@ def test_mefb_output_folder_pattern(tmp_path, capsys):
   a, b, f = scenes['Arno']
   assert summary['GOOD/rgb']['CE'] == pytest.approx(np.mean([
       metrics.evaluate_fusion([x[0], x[1]], x[2], 'mef')['CE'] for x in scenes.values()]), abs=1e-12)
-  assert evaluate.main(['--task=mef', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=U2F={out}',
-                        '--fused_pattern={scene}_{method}']) == 1
-  assert capsys.readouterr().err.strip().splitlines()[-1] == (
-      f'error: scene 507: no fused image 507_U2F.<png|jpg|...> in {out}')
+  assert _error(['--task=mef', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=U2F={out}',
+                 '--fused_pattern={scene}_{method}']) == (
+      f'evaluate: error: scene 507: no fused image 507_U2F.<png|jpg|...> in {out}')
   with pytest.raises(ValueError, match=r"must contain \{scene\}"):
     evaluate.evaluate_fused_dirs('mef', comparisons=Comparisons((str(out),), '{method}'), sources_dir=tmp_path / 'src')
 
@@ -119,31 +125,24 @@ def test_missing_and_mismatched_fused_images(tmp_path, capsys):
   (tmp_path / 'fused' / 's2.png').unlink()
   args = ['--task=mff', f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}',
           f'--output_dir={tmp_path / "out"}']
-  assert evaluate.main(args) == 1
-  err = capsys.readouterr().err.strip().splitlines()[-1]
-  assert err == f'error: scene s2: no fused image s2.<png|jpg|...> in {tmp_path / "fused"}'
+  assert _error(args) == f'evaluate: error: scene s2: no fused image s2.<png|jpg|...> in {tmp_path / "fused"}'
   Image.fromarray(scenes['s1'][2][:, :-2]).save(tmp_path / 'fused' / 's2.png')
   Image.fromarray(scenes['s1'][2]).save(tmp_path / 'fused' / 's1.jpg')
-  assert evaluate.main(args) == 1
-  assert 'scene s1: several fused images match' in capsys.readouterr().err
+  assert 'scene s1: several fused images match' in _error(args)
   (tmp_path / 'fused' / 's1.jpg').unlink()
-  assert evaluate.main(args) == 1
-  err = capsys.readouterr().err.strip().splitlines()[-1]
-  assert err.startswith('error: scene s2: fused image ') and err.endswith('s2.png is 54x48 but the sources are 56x48')
+  err = _error(args)
+  assert err.startswith('evaluate: error: scene s2: fused image ') and err.endswith('s2.png is 54x48 but the sources are 56x48')
 
 
 def test_argument_and_layout_errors(tmp_path, capsys):
   scenes = _write_sources(tmp_path / 'src', ['s1', 's2'])
   _write_fused(tmp_path / 'fused', scenes)
   (tmp_path / 'src' / 'B' / 's2.png').unlink()
-  assert evaluate.main(['--task=mff', f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}']) == 1
-  assert 'A/ has 2 images but B/ has 1' in capsys.readouterr().err
-  assert evaluate.main(['--task=mff', f'--fused_dir={tmp_path / "fused"}']) == 1
-  assert 'exactly one of --dataset and --sources_dir' in capsys.readouterr().err
-  assert evaluate.main(['--task=mff', f'--sources_dir={tmp_path / "src"}']) == 1
-  assert 'give --checkpoint, --fused_dir or --baselines' in capsys.readouterr().err
-  assert evaluate.main([f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}']) == 1
-  assert '--task is required' in capsys.readouterr().err
+  assert 'A/ has 2 images but B/ has 1' in _error(['--task=mff', f'--fused_dir={tmp_path / "fused"}',
+                                                   f'--sources_dir={tmp_path / "src"}'])
+  assert 'exactly one of --dataset and --sources_dir' in _error(['--task=mff', f'--fused_dir={tmp_path / "fused"}'])
+  assert 'give --checkpoint, --fused_dir or --baselines' in _error(['--task=mff', f'--sources_dir={tmp_path / "src"}'])
+  assert '--task is required' in _error([f'--fused_dir={tmp_path / "fused"}', f'--sources_dir={tmp_path / "src"}'])
   with pytest.raises(ValueError, match="unknown baseline 'median'"):
     evaluate.evaluate_fused_dirs('mff', comparisons=Comparisons(baselines=('median',)), sources_dir=tmp_path / 'src')
   (tmp_path / 'src' / 'B' / 's2.png').write_bytes((tmp_path / 'src' / 'A' / 's2.png').read_bytes())
@@ -311,8 +310,7 @@ def test_mismatched_sources_stop_before_any_output(tmp_path, capsys):
   _write_fused(tmp_path / 'fused', scenes)
   Image.fromarray(scenes['s3'][1][:-2]).save(tmp_path / 'src' / 'B' / 's3.png')
   out = tmp_path / 'out'
-  assert evaluate.main(['--task=mff', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=M={tmp_path / "fused"}',
-                        f'--output_dir={out}']) == 1
-  err = capsys.readouterr().err.strip().splitlines()[-1]
-  assert err.startswith('error: scene s3: s3.png is ') and ' but s3.png is ' in err
+  err = _error(['--task=mff', f'--sources_dir={tmp_path / "src"}', f'--fused_dir=M={tmp_path / "fused"}',
+                f'--output_dir={out}'])
+  assert err.startswith('evaluate: error: scene s3: s3.png is ') and ' but s3.png is ' in err
   assert not out.exists() or not any(out.rglob('*'))

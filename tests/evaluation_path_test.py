@@ -34,7 +34,7 @@ def test_training_mode_eval_and_cli_report_the_same_numbers(tmp_path, capsys):
 
   mode_eval = train.evaluate_workdir(config, str(workdir))
   capsys.readouterr()
-  rc = evaluate.main([f'--checkpoint={workdir}', f'--output_dir={tmp_path / "cli"}', '--no_images'])
+  rc = evaluate.main([f'--checkpoint={workdir}', f'--output_dir={tmp_path / "cli"}', '--nosave_images'])
   assert rc == 0
   cli = _printed_scalars(capsys.readouterr().out)
 

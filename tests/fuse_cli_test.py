@@ -211,7 +211,7 @@ def test_official_mff_weights_reproduce_lytro_01(shared_dir, tmp_path):
   convert.main(['--task=mff', f'--official={weights}', f'--out={tmp_path / "mff"}'])  # the converter's CLI
   lytro = shared_dir / 'data' / 'lytro'
   _fuse('--task=mff', f'--checkpoint={tmp_path / "mff"}', lytro / 'A' / 'lytro_01.jpg', lytro / 'B' / 'lytro_01.jpg',
-        '--padding=official', '--no_auto_tile', f'--output={tmp_path / "lytro_01.png"}')
+        '--padding=official', '--noauto_tile', f'--output={tmp_path / "lytro_01.png"}')
   got = np.asarray(Image.open(tmp_path / 'lytro_01.png'))
   assert got.shape == expected.shape == (520, 520, 3)
   diff = np.abs(got.astype(int) - expected.astype(int))

@@ -155,10 +155,9 @@ def _convert(capsys, *argv) -> tuple[int, str]:
   from mgdn_jax import convert  # pylint: disable=g-import-not-at-top
   try:
     convert.main([str(a) for a in argv])
-    code = 0
-  except SystemExit as e:
-    code = e.code
-  return code, capsys.readouterr().err
+  except SystemExit as e:  # a failure carries its one-line message (mgdn_jax.cli.fail)
+    return (1, str(e)) if isinstance(e.code, str) else (e.code, capsys.readouterr().err)
+  return 0, capsys.readouterr().err
 
 
 def test_convert_never_removes_a_folder_it_did_not_create(tmp_path, capsys, official):
@@ -169,7 +168,7 @@ def test_convert_never_removes_a_folder_it_did_not_create(tmp_path, capsys, offi
   busy.mkdir()
   (busy / 'notes.txt').write_text('mine')
   code, err = _convert(capsys, '--task=mff', f'--official={official}', f'--out={busy}')
-  assert code == 2 and err.strip() == f'error: --out {busy} exists and is not an empty folder'
+  assert code == 1 and err.strip() == f'convert: error: --out {busy} exists and is not an empty folder'
   (tmp_path / 'ck').mkdir()  # an empty folder may be the destination
   assert _convert(capsys, '--task=mff', f'--official={official}', f'--out={tmp_path / "ck"}')[0] == 0
   assert (users / 'notes.txt').read_text() == 'mine' and (busy / 'notes.txt').read_text() == 'mine'
@@ -192,15 +191,15 @@ def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case, off
   bad, task, out = tmp_path / f'{case}.npz', 'mff', tmp_path / 'ck'
   if case == 'truncated':
     bad.write_bytes(data[:len(data) // 2])
-    want = f'error: cannot read {bad}: File is not a zip file'
+    want = f'convert: error: cannot read {bad}: File is not a zip file'
   elif case == 'bit_flip':
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     bad.write_bytes(bytes(flipped))
-    want = f'error: cannot read {bad}: Bad CRC-32'
+    want = f'convert: error: cannot read {bad}: Bad CRC-32'
   elif case == 'text':
     bad.write_text('hello\n')
-    want = f'error: cannot read {bad}: not an .npz archive'
+    want = f'convert: error: cannot read {bad}: not an .npz archive'
   elif case == 'no_bias_table':
     bad = _npz_without(official, tmp_path, 'layers.0.residual_group.blocks.0.attn.relative_position_bias_table')
     want = 'state_dict has no layers.0.residual_group.blocks.0.attn.relative_position_bias_table'
@@ -214,7 +213,7 @@ def test_convert_errors_are_one_line_naming_the_file(tmp_path, capsys, case, off
     bad, out = official, tmp_path / 'missing' / 'ck'
     want = f'--out {out}: folder {out.parent} does not exist or is not writable'
   code, err = _convert(capsys, f'--task={task}', f'--official={bad}', f'--out={out}')
-  assert code == 2 and len(err.strip().splitlines()) == 1 and want in err, err
+  assert code == 1 and len(err.strip().splitlines()) == 1 and want in err, err
   assert str(bad) in err or str(out) in err
   assert not out.exists()
 
@@ -226,8 +225,8 @@ def test_evaluate_refuses_an_unusable_output_dir_before_computing(tmp_path, caps
   from mgdn_jax import evaluate  # pylint: disable=g-import-not-at-top
   blocker = tmp_path / 'report.txt'
   blocker.write_text('mine')
-  code = evaluate.main(['--task=mff', '--baselines=average', f'--sources_dir={_lytro(tmp_path / "lytro")}',
-                        f'--output_dir={blocker / "sub"}'])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert code == 1 and err[-1] == f'error: --output_dir {blocker / "sub"}: {blocker} is a file, not a folder'
+  with pytest.raises(SystemExit) as e:
+    evaluate.main(['--task=mff', '--baselines=average', f'--sources_dir={_lytro(tmp_path / "lytro")}',
+                   f'--output_dir={blocker / "sub"}'])
+  assert str(e.value) == f'evaluate: error: --output_dir {blocker / "sub"}: {blocker} is a file, not a folder'
   assert blocker.read_text() == 'mine'

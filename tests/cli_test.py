@@ -1,0 +1,55 @@
+"""Every entry point follows mgdn_jax.cli's convention: absl flags, `--help`, `<prog>: error: …` on bad input."""
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from mgdn_jax import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOOLS = {'fuse': 'mgdn_jax.fuse', 'evaluate': 'mgdn_jax.evaluate', 'convert': 'mgdn_jax.convert',
+         'weights': 'mgdn_jax.weights.__main__', 'prepare': 'data_pipelines.prepare',
+         'sharp_photos': 'data_pipelines.sharp_photos'}
+
+
+def _run(module, argv, capsys) -> tuple[int, str, str]:
+  with pytest.raises(SystemExit) as e:
+    importlib.import_module(module).main(argv)
+  out, err = capsys.readouterr()
+  return e.value.code, out, err
+
+
+@pytest.mark.parametrize('prog', sorted(TOOLS))
+def test_help_lists_the_flags_and_exits_zero(prog, capsys):
+  code, out, _ = _run(TOOLS[prog], ['--help'], capsys)
+  assert code == 0 and '\nflags:\n' in out and '  --' in out
+
+
+@pytest.mark.parametrize('prog', sorted(TOOLS))
+def test_a_bad_flag_is_a_usage_error_naming_the_tool(prog, capsys):
+  code, _, err = _run(TOOLS[prog], ['--no_such_flag=1'], capsys)
+  assert code == cli.USAGE_STATUS
+  assert err.splitlines() == [f"{prog}: error: Unknown command line flag 'no_such_flag'",
+                              'Pass --help to see the flags.']
+
+
+def test_booleans_take_the_absl_negation(capsys):
+  from mgdn_jax import fuse
+  args = fuse.parse_args(['--task=mff', '--checkpoint=c', '--output=o.png', 'a.png', 'b.png', '--noauto_tile',
+                          '--exposures=-2,0,2'])
+  assert args.inputs == ['a.png', 'b.png'] and args.auto_tile is False and args.exposures == [-2., 0., 2.]
+  code, _, err = _run('mgdn_jax.fuse', ['--task=hdr', '--checkpoint=c', '--output=o', 'a', '--exposures=1,x'], capsys)
+  assert code == cli.USAGE_STATUS and 'comma-separated numbers' in err
+
+
+def test_main_py_follows_the_same_convention():
+  run = lambda *a: subprocess.run([sys.executable, 'main.py', *a], cwd=ROOT, capture_output=True, text=True,
+                                  check=False)
+  bad = run('--no_such_flag=1')
+  assert bad.returncode == cli.USAGE_STATUS
+  assert bad.stderr.splitlines()[-2:] == ["main.py: error: Unknown command line flag 'no_such_flag'",
+                                          'Pass --help to see the flags.']
+  stray = run('--workdir=/tmp/x', 'positional')
+  assert stray.returncode == cli.USAGE_STATUS and 'unexpected arguments positional' in stray.stderr
