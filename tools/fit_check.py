@@ -10,9 +10,11 @@ of the input streams is printed beside as the trivial baseline. `--checkpoint` t
 weights file or short name, an exported model, a training workdir — its EMA weights, or its raw weights with
 the prefix `raw:`) and may repeat.
 """
-import argparse
 import os
+import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
 
 def sample(dataset: str, data_dir: str | None, examples: int, patch: int, task: str):
@@ -55,18 +57,24 @@ def fused(model, batch, chunk: int = 8):
                          for i in range(0, n, chunk)])
 
 
+PROG = 'fit_check'
+
+
+def define_flags(f) -> None:
+  from absl import flags
+  flags.DEFINE_string('dataset', None, 'tfds name[/config]:split holding a target, e.g. drpl_mff/x8:train',
+                      required=True, flag_values=f)
+  flags.DEFINE_string('data_dir', None, 'TFDS data_dir where the dataset is prepared', flag_values=f)
+  flags.DEFINE_multi_string('checkpoint', None, '[raw:]weights file, short name, exported model or workdir '
+                            '(repeatable)', required=True, flag_values=f)
+  flags.DEFINE_integer('examples', 32, 'examples in the sample', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('patch', 128, 'side of the centre crop', lower_bound=8, flag_values=f)
+
+
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(prog='python tools/fit_check.py', description=__doc__.splitlines()[0])
-  p.add_argument('--dataset', required=True, help="tfds name[/config]:split holding a target, e.g. "
-                 "drpl_mff/x8:train")
-  p.add_argument('--data_dir', default=None, help='TFDS data_dir where the dataset is prepared')
-  p.add_argument('--checkpoint', action='append', required=True,
-                 help='[raw:]weights file, short name, exported model or workdir (repeatable)')
-  p.add_argument('--examples', type=int, default=32)
-  p.add_argument('--patch', type=int, default=128)
-  args = p.parse_args(argv)
+  from mgdn_jax import cli
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from mgdn_jax import checkpoint
   loaded = []
   for spec in args.checkpoint:
@@ -76,7 +84,7 @@ def main(argv=None) -> None:
     loaded.append((spec, model, config.task))
   tasks_seen = {task for _, _, task in loaded}
   if len(tasks_seen) != 1:
-    raise SystemExit(f'error: the checkpoints are of different tasks ({", ".join(sorted(tasks_seen))})')
+    cli.fail(PROG, f'the checkpoints are of different tasks ({", ".join(sorted(tasks_seen))})')
   batch = sample(args.dataset, args.data_dir and os.path.expanduser(args.data_dir), args.examples, args.patch,
                  tasks_seen.pop())
   target = batch['target']

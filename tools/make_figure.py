@@ -7,13 +7,14 @@ MFF: a DRPL pair (a smooth random focus mask, 7×7 Gaussian blur) of the photo; 
 (±1.5–2.5 EV). The photo (`stereo_motorcycle`'s left view) is not among `data_pipelines.sharp_photos`' training
 photos. `--checkpoint` takes a weights file or short name, an exported model or a training workdir.
 """
-import argparse
+
+HEIGHT, WIDTH = 320, 480
+PHOTO = 'stereo_motorcycle'
+SEED = 7
 import pathlib
 import sys
 
-PHOTO = 'stereo_motorcycle'
-HEIGHT, WIDTH = 320, 480
-SEED = 7
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
 
 def scene(task: str):
@@ -34,18 +35,28 @@ def scene(task: str):
   return {'image_0': a, 'image_1': b, 'target': photo}
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+PROG = 'make_figure'
+
+
+def define_flags(f) -> None:
+  from absl import flags
   from mgdn_jax import tasks  # numpy only: cheap before parsing
-  p.add_argument('--task', required=True, choices=[n for n in tasks.NAMES if tasks.get(n).is_fusion])
-  p.add_argument('--checkpoint', required=True, help='weights (.npz or mgdn-jax/<name>), export or workdir')
-  p.add_argument('--out', required=True, help='PNG to write (refuses to replace an existing file)')
-  args = p.parse_args(argv)
+  flags.DEFINE_enum('task', None, [n for n in tasks.NAMES if tasks.get(n).is_fusion], 'the fusion task',
+                    required=True, flag_values=f)
+  flags.DEFINE_string('checkpoint', None, 'weights (.npz or mgdn-jax/<name>), export or workdir', required=True,
+                      flag_values=f)
+  flags.DEFINE_string('out', None, 'PNG to write (refuses to replace an existing file)', required=True,
+                      flag_values=f)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   out = pathlib.Path(args.out)
   if out.exists():
-    sys.exit(f'error: {out} exists: choose another --out')
+    cli.fail(PROG, f'{out} exists: choose another --out')
   from PIL import Image
-  from mgdn_jax import checkpoint, inference
+  from mgdn_jax import checkpoint, inference, tasks
   task = tasks.get(args.task)
   model, _ = checkpoint.load_model(args.checkpoint)
   example = task.encode(scene(args.task))

@@ -6,9 +6,10 @@
 Reads the event files that `main.py` writes in a workdir (any `events.out.tfevents.*` below it). Needs
 matplotlib (`pip install matplotlib`; it is not a runtime dependency).
 """
-import argparse
 import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
 
 def read_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
@@ -58,27 +59,36 @@ def plot(runs: dict[str, dict], metrics: list[str], out: pathlib.Path, smooth: i
   fig.savefig(out, dpi=110)
 
 
+PROG = 'training_curves'
+
+
+def define_flags(f) -> None:
+  from absl import flags
+  flags.DEFINE_multi_string('run', None, 'NAME=WORKDIR (repeatable)', required=True, flag_values=f)
+  flags.DEFINE_list('metrics', None, 'comma-separated tags, e.g. lytro:test/Qabf,train/loss', required=True,
+                    flag_values=f)
+  flags.DEFINE_string('out', None, 'PNG to write', required=True, flag_values=f)
+  flags.DEFINE_integer('smooth', 1, 'moving average over N logged points (training tags)', lower_bound=1,
+                       flag_values=f)
+
+
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument('--run', action='append', required=True, help='NAME=WORKDIR (repeatable)')
-  p.add_argument('--metrics', required=True, help='comma-separated tags, e.g. lytro:test/Qabf,train/loss')
-  p.add_argument('--out', required=True, help='PNG to write')
-  p.add_argument('--smooth', type=int, default=1, help='moving average over N logged points (training tags)')
-  args = p.parse_args(argv)
+  from mgdn_jax import cli
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   runs = {}
   for spec in args.run:
     name, sep, workdir = spec.partition('=')
     if not sep:
-      p.error(f'--run={spec}: expected NAME=WORKDIR')
+      cli.usage_error(PROG, f'--run={spec}: expected NAME=WORKDIR')
     try:
       runs[name] = read_scalars(pathlib.Path(workdir).expanduser())
     except FileNotFoundError as e:
-      sys.exit(f'error: {e}')
-  metrics = args.metrics.split(',')
+      cli.fail(PROG, e)
+  metrics = args.metrics
   missing = [m for m in metrics if not any(m in r for r in runs.values())]
   if missing:
     known = sorted({t for r in runs.values() for t in r})
-    sys.exit(f'error: no run has {", ".join(missing)} (tags: {", ".join(known)})')
+    cli.fail(PROG, f'no run has {", ".join(missing)} (tags: {", ".join(known)})')
   out = pathlib.Path(args.out)
   plot(runs, metrics, out, args.smooth)
   print(f'wrote {out}')
