@@ -28,6 +28,8 @@ import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 
+import ctypes  # noqa: E402
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -62,4 +64,29 @@ def shared_file(relative: str) -> pathlib.Path:
 
 OFFICIAL_MFF_WEIGHTS = "weights/mgdn_mff_official_62000_E.npz"
 OFFICIAL_LYTRO_FIXTURE = "reference/fixtures/mff_official_lytro.npz"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+  """After each test file: drop JAX's compiled executables and hand the freed heap back to the OS.
+
+  A session otherwise keeps every executable it compiled and its process grows by GBs over the suite. A later file
+  that needs one again mostly finds it in the session's persistent compilation cache.
+  """
+  yield
+  jax.clear_caches()
+  gc.collect()
+  if _LIBC is not None:
+    _LIBC.malloc_trim(0)
+
+
+def _libc():
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    return libc if hasattr(libc, "malloc_trim") else None
+  except OSError:  # not glibc
+    return None
+
+
+_LIBC = _libc()
 
