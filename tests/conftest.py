@@ -3,10 +3,33 @@ import os
 
 # Must happen before JAX initialises its backends.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def _session_compilation_cache() -> None:
+  """One persistent compilation cache for the session, inherited by the processes the tests start.
+
+  Several processes compile the same programs (the tiny training step in-process, then in main.py runs): each is
+  compiled once. A fresh folder per session, removed at exit, so no run depends on what an earlier one left.
+  """
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  import atexit  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  folder = tempfile.mkdtemp(prefix="mgdn_tests_jax_cache_")
+  owner = os.getpid()  # a forked child must not remove the folder its parent still uses
+  atexit.register(lambda: os.getpid() == owner and shutil.rmtree(folder, ignore_errors=True))
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
+_session_compilation_cache()
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 
+import ctypes  # noqa: E402
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 
 import pytest  # noqa: E402
@@ -41,3 +64,29 @@ def shared_file(relative: str) -> pathlib.Path:
 
 OFFICIAL_MFF_WEIGHTS = "weights/mgdn_mff_official_62000_E.npz"
 OFFICIAL_LYTRO_FIXTURE = "reference/fixtures/mff_official_lytro.npz"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+  """After each test file: drop JAX's compiled executables and hand the freed heap back to the OS.
+
+  A session otherwise keeps every executable it compiled and its process grows by GBs over the suite. A later file
+  that needs one again mostly finds it in the session's persistent compilation cache.
+  """
+  yield
+  jax.clear_caches()
+  gc.collect()
+  if _LIBC is not None:
+    _LIBC.malloc_trim(0)
+
+
+def _libc():
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    return libc if hasattr(libc, "malloc_trim") else None
+  except OSError:  # not glibc
+    return None
+
+
+_LIBC = _libc()
+

@@ -57,15 +57,24 @@ def test_bad_kwargs_and_task(testdata_dir):
     convert.from_official(sd, meta["constructor_kwargs"], "sr")
 
 
-def test_cli_official_mff_weights_fuse_lytro_crop(tmp_path):
+def _cli(capsys, *argv):
+  """(exit status, stdout, stderr) of the convert CLI's main, run in this process."""
+  try:
+    convert.main([str(a) for a in argv])
+    code = 0
+  except SystemExit as e:  # a failure carries its one-line message (mgdn_jax.cli.fail), a usage error prints it
+    out, err = capsys.readouterr()
+    return (1, out, str(e)) if isinstance(e.code, str) else (e.code, out, err)
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def test_cli_official_mff_weights_fuse_lytro_crop(tmp_path, capsys):
   """The released MFF weights, converted by the CLI and reloaded, fuse the Lytro crop to the official output."""
   out_dir = tmp_path / "mff_official"
-  result = subprocess.run(
-      [sys.executable, "-m", "mgdn_jax.convert", "--task=mff",
-       f"--official={shared_file(OFFICIAL_MFF_WEIGHTS)}", f"--out={out_dir}"],
-      cwd=ROOT, capture_output=True, text=True, check=False)
-  assert result.returncode == 0, result.stderr
-  assert "178,975 parameters" in result.stdout
+  code, out, err = _cli(capsys, "--task=mff", f"--official={shared_file(OFFICIAL_MFF_WEIGHTS)}", f"--out={out_dir}")
+  assert code == 0, err
+  assert "178,975 parameters" in out
   model, config = checkpoint.load_model(str(out_dir))
   assert config.task == "mff" and config.model.embed_dim == 30
   z = np.load(shared_file(OFFICIAL_LYTRO_FIXTURE))
@@ -74,19 +83,19 @@ def test_cli_official_mff_weights_fuse_lytro_crop(tmp_path):
   np.testing.assert_allclose(np.asarray(out), z["output"].transpose(0, 2, 3, 1), atol=1e-5)
 
 
-def test_cli_errors(tmp_path):
-  def run(*args):
-    return subprocess.run([sys.executable, "-m", "mgdn_jax.convert", *args], cwd=ROOT, capture_output=True,
-                          text=True, check=False)
-  missing = run("--task=mff", f"--official={tmp_path / 'nope.npz'}", f"--out={tmp_path / 'o'}")
+def test_cli_errors(tmp_path, capsys):
+  # One run as `python -m`: the module's entry point and exit status; the other cases call its main here.
+  missing = subprocess.run([sys.executable, "-m", "mgdn_jax.convert", "--task=mff",
+                            f"--official={tmp_path / 'nope.npz'}", f"--out={tmp_path / 'o'}"],
+                           cwd=ROOT, capture_output=True, text=True, check=False)
   assert missing.returncode == 1 and "no such file" in missing.stderr
   bad = tmp_path / "bad.npz"
   np.savez(bad, **{"inconv1.weight": np.zeros((30, 3, 3, 3), np.float32)})
-  broken = run("--task=mff", f"--official={bad}", f"--out={tmp_path / 'o'}")
-  assert broken.returncode == 1 and "not an official MGDN checkpoint" in broken.stderr
+  code, _, err = _cli(capsys, "--task=mff", f"--official={bad}", f"--out={tmp_path / 'o'}")
+  assert code == 1 and "not an official MGDN checkpoint" in err
   assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
-  no_torch = run("--task=mff", f"--official={tmp_path / 'weights.pth'}", f"--out={tmp_path / 'o'}")
-  assert no_torch.returncode == 1 and "no such file" in no_torch.stderr
+  code, _, err = _cli(capsys, "--task=mff", f"--official={tmp_path / 'weights.pth'}", f"--out={tmp_path / 'o'}")
+  assert code == 1 and "no such file" in err
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("torch") is None, reason="torch not installed")

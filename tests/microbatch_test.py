@@ -66,14 +66,14 @@ def test_microbatched_step_matches_whole_batch_step():
   for size in (16, 8):
     built = train.build(_config(16, size), mesh)
     data = sharding.global_batch(local, mesh)
-    lowered = built.step_fn.lower(train.create_state(built), data)
-    hlo = lowered.compile().as_text()
+    compiled = built.step_fn.lower(train.create_state(built), data).compile()  # checked, then run: one compile
+    hlo = compiled.as_text()
     # The split keeps every row on its device: no all-to-all / all-gather, and no collective-permute beyond the
     # whole-batch step's own (GSPMD sends one zero-filled halo for a padding's gradient in both).
     assert 'all-to-all' not in hlo and 'all-gather' not in hlo, size
     permutes[size] = hlo.count(' collective-permute(')
     assert ('op_name="jit(train_step)/while/body/' in hlo) == (size == 8)  # the micro-batch loop
-    _, metrics = built.step_fn(train.create_state(built), data)
+    _, metrics = compiled(train.create_state(built), data)
     results[size] = {k: float(v) for k, v in metrics.compute().items()}
   assert permutes[8] == permutes[16], permutes
   for key in ('loss', 'recon_loss', 'mi_loss', 'grad_norm'):

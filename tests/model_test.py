@@ -1,4 +1,6 @@
 """MGDN model behaviour: parameter counts, K-stream generalisation, ablations, bf16, stochastic depth, errors."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,9 +34,15 @@ def _streams(cfg, h=12, w=14, n=2, seed=0):
   return [jax.random.uniform(k, (n, h, w, c)) for k, c in zip(keys, cfg.in_channels)]
 
 
-def _apply(model, *streams, **kw):
+@functools.partial(jax.jit, static_argnames=("graphdef", "train"))
+def _forward(graphdef, state, streams, train, rng):
+  return nnx.merge(graphdef, state)(*streams, train=train, rng=rng)
+
+
+def _apply(model, *streams, train=False, rng=None):
+  """The model under jit; one jitted function for all tests, so an equal model on equal shapes compiles once."""
   graphdef, state = nnx.split(model)
-  return jax.jit(lambda s, *x: nnx.merge(graphdef, s)(*x, **kw))(state, *streams)
+  return _forward(graphdef, state, streams, train=train, rng=rng)
 
 
 @pytest.mark.parametrize("preset,overrides", [

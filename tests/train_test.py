@@ -119,9 +119,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
   assert _steps(workdir) == [2]  # the poisoned state (step 3, 4) was never saved
 
 
-def _main(workdir, data_dir, cache_dir):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES='8', JAX_COMPILATION_CACHE_DIR=cache_dir,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='1')
+def _main(workdir, data_dir):
+  # The runs share the session's compilation cache (conftest): the step compiled in this process is not compiled
+  # again in each.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES='8')
   cmd = [sys.executable, 'main.py', '--config=configs/mef.py:tiny', f'--workdir={workdir}',
          f'--config.data.data_dir={data_dir}']
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -134,13 +135,12 @@ def _final_state(workdir):
 
 
 def test_sigkill_and_restart_is_bit_identical(data_dir, tmp_path):
-  cache = str(tmp_path / 'jax_cache')  # the restarts reuse the reference run's compiled executables
-  reference = _main(str(tmp_path / 'ref'), data_dir, cache)
+  reference = _main(str(tmp_path / 'ref'), data_dir)
   out, _ = reference.communicate(timeout=900)
   assert reference.returncode == 0, out[-3000:]
 
   killed_dir = str(tmp_path / 'killed')
-  victim = _main(killed_dir, data_dir, cache)
+  victim = _main(killed_dir, data_dir)
   deadline = time.time() + 600
   while not os.path.isdir(os.path.join(killed_dir, 'checkpoints', '2')) and victim.poll() is None:
     assert time.time() < deadline
@@ -150,7 +150,7 @@ def test_sigkill_and_restart_is_bit_identical(data_dir, tmp_path):
   assert victim.returncode == -signal.SIGKILL, out[-3000:]
   assert 6 not in _steps(killed_dir)
 
-  restarted = _main(killed_dir, data_dir, cache)
+  restarted = _main(killed_dir, data_dir)
   out, _ = restarted.communicate(timeout=900)
   assert restarted.returncode == 0, out[-3000:]
   assert 'Resuming from' in out
