@@ -15,17 +15,19 @@ chip (parameters replicated, images split over 'data'). Each case compiles in it
 
 Batch: `--batch_per_chip` images per chip (0: the config's global batch spread over the chips, at least 1), so the
 global batch is per-chip × chips. Every number is one chip's (the SPMD program XLA compiles is one chip's):
-- memory: `memory_analysis()` argument / temp / output bytes, and XLA:TPU's `peak_memory_in_bytes`, which is what
-  must fit in the chip's HBM (GiB = 2³⁰ bytes);
+- memory (GiB = 2³⁰ bytes): `memory_analysis()` argument / temp / output / generated-code bytes, and the HBM the
+  program needs: the larger of XLA:TPU's `peak_memory_in_bytes` and arguments + outputs − donated aliases + temp +
+  code (the temp allocation is reserved whole, and the peak came out below it for the paper steps);
 - `cost_analysis()` 'flops' and 'bytes accessed' (GB = 10⁹ bytes), also per image. XLA counts a loop body once (the
-  dilated convs' per-tap gradient loop, kernels/conv.py), so both are slightly low; 'jaxpr GFLOP' beside them is
+  dilated convs' per-tap gradient loop, kernels/conv.py) and weighs elementwise ops its own way; 'jaxpr GFLOP' is
   benchmarks/roofline.py's count of the same step (loops times their trip count) divided by the chips;
 - fusions: fusion instructions of the optimised HLO outside fused computations (ENTRY and loop bodies, a body
-  counted once), the kernels one step launches; in brackets those of ENTRY alone;
+  counted once), the kernels one step launches; in brackets those of ENTRY alone. The JSON also has `all_fusions`,
+  every fusion instruction including those nested inside other fusions;
 - roofline: a step takes at least max(FLOPs / bf16 peak, bytes accessed / HBM bandwidth) on one chip, shown as the
   images/s per chip that floor allows (an upper bound). The bf16 peak applies to float32 models too: XLA:TPU runs
-  float32 matmuls at JAX's default precision as bf16 passes. 'XLA est.' is the same bound from XLA:TPU's own
-  cost model (`cost_analysis()['optimal_seconds']`);
+  float32 matmuls at JAX's default precision as bf16 passes. XLA:TPU's own estimate,
+  `cost_analysis()['optimal_seconds']`, is kept in the JSON only: it is negative for the paper-size steps;
 - compile s: trace + lower + XLA:TPU compile on this host (benchmarks/common.py), so it depends on its cores and load.
 """
 import argparse
@@ -99,7 +101,7 @@ def abstract_batch(config, mesh) -> dict:
 
 def hlo_stats(text: str) -> dict:
   """Of an optimised HLO module's text: `fusions` (fusion instructions outside fused computations), `entry_fusions`
-  (those of ENTRY) and `custom_calls` (the distinct custom-call targets)."""
+  (those of ENTRY), `all_fusions` (every fusion instruction) and `custom_calls` (the distinct custom-call targets)."""
   bodies, entry, current = {}, None, None
   for line in text.splitlines():
     if line.endswith('{') and not line.startswith((' ', 'HloModule')):  # a computation's header
@@ -116,7 +118,7 @@ def hlo_stats(text: str) -> dict:
            for m in [re.search(r'calls=%?([\w.\-]+)', line)] if m}
   count = lambda name: sum(map(fusion, bodies[name]))
   return dict(fusions=sum(count(n) for n in bodies if n not in fused), entry_fusions=count(entry) if entry else 0,
-              custom_calls=sorted(set(re.findall(r'custom_call_target="([^"]+)"', text))))
+              all_fusions=sum(map(count, bodies)), custom_calls=sorted(set(re.findall(r'custom_call_target="([^"]+)"', text))))
 
 
 def _measure(jitted, args, mesh, images_per_chip: int, kind: str) -> dict:
@@ -128,20 +130,21 @@ def _measure(jitted, args, mesh, images_per_chip: int, kind: str) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops, nbytes = float(cost.get('flops', 0.)), float(cost.get('bytes accessed', 0.))
-  peak = getattr(m, 'peak_memory_in_bytes', 0) or (m.argument_size_in_bytes + m.temp_size_in_bytes
-                                                   + m.output_size_in_bytes - m.alias_size_in_bytes)
+  reserved = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+              + m.generated_code_size_in_bytes)
+  need = max(getattr(m, 'peak_memory_in_bytes', 0), reserved)
   row = dict(kind=kind, chips=chips, device_kind=device_kind, images_per_chip=images_per_chip,
              compile_s=stats['compile_s'], argument_bytes=m.argument_size_in_bytes, temp_bytes=m.temp_size_in_bytes,
              output_bytes=m.output_size_in_bytes, alias_bytes=m.alias_size_in_bytes,
-             code_bytes=m.generated_code_size_in_bytes, peak_bytes=peak, flops=flops, bytes_accessed=nbytes,
+             code_bytes=m.generated_code_size_in_bytes, peak_bytes=getattr(m, 'peak_memory_in_bytes', 0),
+             hbm_need_bytes=need, flops=flops, bytes_accessed=nbytes,
              jaxpr_flops=stats['jaxpr_flops'] / chips, xla_optimal_s=float(cost.get('optimal_seconds', 0.)),
              **hlo_stats(compiled.as_text()))
   row['host_calls'] = [t for t in row['custom_calls'] if _HOST_CALL.search(t)]
   if chip:
     floor_s = max(flops / (chip.bf16_tflops * 1e12), nbytes / (chip.hbm_gb_s * 1e9))
-    row.update(chip=dataclasses.asdict(chip), hbm_bytes=chip.hbm_gib * 2**30, fits=peak <= chip.hbm_gib * 2**30,
-               roofline_images_s=images_per_chip / floor_s if floor_s else None,
-               xla_images_s=images_per_chip / row['xla_optimal_s'] if row['xla_optimal_s'] else None)
+    row.update(chip=dataclasses.asdict(chip), hbm_bytes=chip.hbm_gib * 2**30, fits=need <= chip.hbm_gib * 2**30,
+               roofline_images_s=images_per_chip / floor_s if floor_s else None)
   return row
 
 
@@ -196,23 +199,29 @@ def table(rows: list[dict]) -> str:
 
   def cells(r):
     n = r['images_per_chip']
-    hbm = f" / {r['hbm_bytes'] / gib:.0f} ({100 * r['peak_bytes'] / r['hbm_bytes']:.0f}%)" if 'hbm_bytes' in r else ''
-    img_s = lambda v: f'{v:.1f}' if v else 'n/a'
+    hbm = f" / {r['hbm_bytes'] / gib:.0f} ({100 * r['hbm_need_bytes'] / r['hbm_bytes']:.0f}%)" if 'hbm_bytes' in r else ''
     return [r['task'], f"{r['topology']} ({r['chips']})", r['kind'], f"{n} × {r['size']}", r['dtype'],
-            f"{r['compile_s']:.0f}",
-            f"{r['argument_bytes'] / gib:.3f} / {r['temp_bytes'] / gib:.2f} / {r['output_bytes'] / gib:.3f}",
-            f"{r['peak_bytes'] / gib:.2f}{hbm}",
-            f"{r['flops'] / gb:.1f} ({r['flops'] / gb / n:.1f})", f"{r['bytes_accessed'] / gb:.1f} "
-            f"({r['bytes_accessed'] / gb / n:.1f})", f"{r['jaxpr_flops'] / gb:.1f}",
-            f"{r['fusions']} ({r['entry_fusions']})", img_s(r.get('roofline_images_s')), img_s(r.get('xla_images_s')),
-            r['load']]
+            f"{r['compile_s']:.0f}", ' / '.join(f'{r[k] / gib:.3f}' for k in
+                                                ('argument_bytes', 'temp_bytes', 'output_bytes', 'code_bytes')),
+            f"{r['hbm_need_bytes'] / gib:.2f} ({r['peak_bytes'] / gib:.2f}){hbm}",
+            f"{r['flops'] / gb:.1f} ({r['flops'] / gb / n:.1f})",
+            f"{r['bytes_accessed'] / gb:.1f} ({r['bytes_accessed'] / gb / n:.1f})", f"{r['jaxpr_flops'] / gb:.1f}",
+            f"{r['fusions']} ({r['entry_fusions']})",
+            f"{r['roofline_images_s']:.1f}" if r.get('roofline_images_s') else 'n/a', r['load']]
 
   return common.markdown_table(
-      ['task', 'topology (chips)', 'compiled', 'per chip', 'dtype', 'compile s', 'arg / temp / out GiB per chip',
-       'peak GiB / HBM', 'GFLOP per chip (per image)', 'GB accessed per chip (per image)', 'jaxpr GFLOP per chip',
-       'fusions (ENTRY)', 'roofline img/s/chip', 'XLA est. img/s/chip', 'load avg'],
-      [cells(r) if 'error' not in r else [r.get('task', '?'), r.get('topology', '?'), r['error']] + [''] * 12
+      ['task', 'topology (chips)', 'compiled', 'per chip', 'dtype', 'compile s',
+       'arg / temp / out / code GiB per chip', 'HBM need (XLA peak) GiB / HBM', 'GFLOP per chip (per image)',
+       'GB accessed per chip (per image)', 'jaxpr GFLOP per chip', 'fusions (ENTRY)', 'roofline img/s/chip',
+       'load avg'],
+      [cells(r) if 'error' not in r else [r.get('task', '?'), r.get('topology', '?'), r['error']] + [''] * 11
        for r in rows])
+
+
+def _header() -> str:
+  return (f'XLA:TPU ahead-of-time compile on {os.cpu_count()} host cores; chips: '
+          + '; '.join(f'{c.name} {c.hbm_gib:g} GiB HBM, {c.bf16_tflops:g} TFLOP/s bf16, {c.hbm_gb_s:g} GB/s'
+                      for c in CHIPS.values()))
 
 
 def main() -> None:
@@ -232,8 +241,17 @@ def main() -> None:
                  help='compile the full-image inference forward instead of the train step')
   p.add_argument('--image', default='', help=f'HxW of --inference (default per task: {IMAGE_SIZES})')
   p.add_argument('--json_out', default='', help='also write the rows as JSON here')
+  p.add_argument('--table_from', default='', help='print the table of these --json_out files (comma-separated), '
+                 'compiling nothing')
   p.add_argument('--one', help=argparse.SUPPRESS)  # child process: 'task|topology|batch_per_chip|patch'
   args = p.parse_args()
+  if args.table_from:
+    rows = []
+    for path in args.table_from.split(','):
+      with open(path) as f:
+        rows += json.load(f)
+    print(table(rows))
+    return
   if args.one:
     task, topology, batch, patch = args.one.split('|')
     size = (args.image or 'x'.join(map(str, IMAGE_SIZES[task]))) if args.inference else ''
@@ -256,9 +274,7 @@ def main() -> None:
           r['wall_s'] = time.perf_counter() - t
           rows.append(r)
           print(json.dumps(r), file=sys.stderr, flush=True)
-  print(f'XLA:TPU ahead-of-time compile on {os.cpu_count()} host cores; chips: '
-        + '; '.join(f'{c.name} {c.hbm_gib:g} GiB HBM, {c.bf16_tflops:g} TFLOP/s bf16, {c.hbm_gb_s:g} GB/s'
-                    for c in CHIPS.values()) + '\n')
+  print(_header() + '\n')
   print(table(rows))
   if args.json_out:
     with open(args.json_out, 'w') as f:
