@@ -25,6 +25,7 @@ PEAK_TFLOPS = {
     'TPU v4': 275.0,
     'TPU v5 lite': 197.0,
     'TPU v5e': 197.0,
+    'TPU v5': 459.0,   # v5p, as libtpu names its devices
     'TPU v5p': 459.0,
     'TPU v6 lite': 918.0,
 }

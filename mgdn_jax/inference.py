@@ -133,7 +133,9 @@ def auto_tile(model, h: int, w: int, budget: int | None = None) -> int | None:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _forward(graphdef, state, *streams):
+def forward(graphdef, state, *streams):
+  """The jitted whole-image forward pass: K (N, H, W, C_k) inputs, H and W window multiples → (N, H, W, C_out)
+  float32. Public so that benchmarks/aot_tpu.py compiles exactly this function for a TPU mesh."""
   model = nnx.merge(graphdef, state)
   fused, _ = model(*streams, train=False, rng=None)
   return fused.astype(jnp.float32)
@@ -142,7 +144,7 @@ def _forward(graphdef, state, *streams):
 def _run(model, streams: list[np.ndarray]) -> np.ndarray:
   """One forward pass of (H, W, C_k) arrays; returns (H, W, C_out) float32 numpy."""
   graphdef, state = nnx.split(model)
-  out = _forward(graphdef, state, *(jnp.asarray(x[None], jnp.float32) for x in streams))
+  out = forward(graphdef, state, *(jnp.asarray(x[None], jnp.float32) for x in streams))
   return np.asarray(out[0])
 
 

@@ -30,8 +30,7 @@ OPT_OUT_ENV = 'MGDN_MALLOC_TUNING'
 # page-faults its whole working set again, 4 KiB at a time, and the kernel zeroes each page. Keeping the buffers
 # resident instead (one arena, no mmap, no trim) removes the faults too but fragments the heap (RSS doubles).
 MALLOC_TUNABLES = ('glibc.malloc.hugetlb=1',)
-_ACCELERATOR_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'jax_rocm60_plugin',
-                        'libtpu')
+_GPU_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'jax_rocm60_plugin')
 
 # YNNPACK fuses the elementwise epilogues of matmuls (bias, GELU, LeakyReLU, attention bias/mask) into the dots
 # instead of writing and re-reading each intermediate: smaller train-step plans at equal speed. Train step only: it
@@ -47,12 +46,35 @@ CPU_IMAGES_PER_DEVICE = 2
 
 # ---------------------------------------------------------------------------------------------------- process ---
 
+def _tpu_attached() -> bool:
+  """Whether this host has a TPU chip, by JAX's own test (PCI vendor and device ids, jax/_src/hardware_utils.py).
+
+  That file is loaded on its own (it imports only the standard library): importing jax here would be paid twice
+  across the re-exec. Where it cannot be loaded, libtpu being installed counts as a TPU.
+  """
+  jax_spec = importlib.util.find_spec('jax')
+  try:
+    path = os.path.join(list(jax_spec.submodule_search_locations)[0], '_src', 'hardware_utils.py')
+    spec = importlib.util.spec_from_file_location('_mgdn_jax_hardware_utils', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.num_available_tpu_chips_and_device_id()[0] > 0
+  except (AttributeError, ImportError, IndexError, OSError, TypeError):  # a JAX that moved or renamed it
+    return True
+
+
 def _process_runs_on_cpu() -> bool:
-  """Whether JAX will pick the CPU in this process, judged before JAX starts (JAX_PLATFORMS, installed plugins)."""
+  """Whether JAX will pick the CPU in this process, judged before JAX starts (JAX_PLATFORMS, installed plugins).
+
+  libtpu alone does not make a TPU process: installed for ahead-of-time TPU compiles (the bench extra) on a host
+  without a chip, JAX still runs on the CPU, and that process wants the CPU's tuning.
+  """
   platforms = os.environ.get('JAX_PLATFORMS', '')
   if platforms:
     return 'cpu' in platforms.split(',')[0]
-  return not any(importlib.util.find_spec(p) is not None for p in _ACCELERATOR_PLUGINS)
+  if any(importlib.util.find_spec(p) is not None for p in _GPU_PLUGINS):
+    return False
+  return importlib.util.find_spec('libtpu') is None or not _tpu_attached()
 
 
 def _tunable_names(environ) -> set[str]:

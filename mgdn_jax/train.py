@@ -216,13 +216,17 @@ class Built(NamedTuple):
   plan: platform.TrainPlan  # the step's backend decisions for the mesh
 
 
-_BUILT: dict[tuple[str, tuple[int, ...]], Built] = {}
+_BUILT: dict[tuple[str, jax.sharding.Mesh], Built] = {}
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   """Memoised per (config, mesh): a second run in the same process (resume, tests, notebooks) reuses the jitted
-  step and its compiled executables instead of paying XLA's compile again."""
-  key = (checkpoint.config_to_json(config), tuple(int(d.id) for d in mesh.devices.flat))
+  step and its compiled executables instead of paying XLA's compile again.
+
+  Keyed by the mesh itself, not its device ids: the compile-only devices of a TPU topology (benchmarks/aot_tpu.py)
+  number from 0 like the host's CPU devices, so ids alone would hand a TPU mesh the CPU mesh's plan and shardings.
+  """
+  key = (checkpoint.config_to_json(config), mesh)
   if key in _BUILT:
     return _BUILT[key]
   plan = platform.train_plan(config, mesh)

@@ -1,5 +1,6 @@
 """mgdn_jax.platform: the train step's backend decisions follow the platform of the target mesh (never the host's
 default backend), the XLA:CPU compile option, and the glibc malloc re-exec of the entry points."""
+import importlib.util
 import os
 import platform as stdlib_platform
 import subprocess
@@ -161,3 +162,20 @@ def test_no_reexec_when_an_accelerator_platform_is_requested(monkeypatch):
   monkeypatch.setenv('JAX_PLATFORMS', 'cuda')
   monkeypatch.setattr(os, 'execve', lambda *a: pytest.fail('re-exec on an accelerator platform'))
   platform.tune_process()
+
+
+@pytest.mark.parametrize('chip', [False, True])
+def test_libtpu_makes_a_tpu_process_only_with_a_chip(monkeypatch, chip):
+  monkeypatch.delenv('JAX_PLATFORMS', raising=False)
+  installed = lambda name, *a: types.SimpleNamespace() if name == 'libtpu' else None  # libtpu, no GPU plugin
+  monkeypatch.setattr(importlib.util, 'find_spec', installed)
+  monkeypatch.setattr(platform, '_tpu_attached', lambda: chip)
+  # libtpu on a chipless host (the bench extra's AOT compiles): JAX runs on the CPU, which keeps its malloc tuning.
+  assert platform._process_runs_on_cpu() is not chip
+
+
+def test_tpu_probe_answers_without_importing_jax():
+  out = subprocess.run([sys.executable, '-c', 'import sys; from mgdn_jax import platform; '
+                        'print(type(platform._tpu_attached()).__name__, "jax" in sys.modules)'],
+                       env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, check=True)
+  assert out.stdout.split() == ['bool', 'False']
