@@ -81,4 +81,4 @@ def test_prepare_cli(tmp_path):
   bad = subprocess.run([sys.executable, '-m', 'data_pipelines.prepare', '--dataset=lytro',
                         f'--manual_dir={tmp_path / "none"}', f'--data_dir={tmp_path}'], cwd=repo,
                        capture_output=True, text=True)
-  assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith('error: dataset lytro: manual_dir')
+  assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith('prepare: error: dataset lytro: manual_dir')
