@@ -117,3 +117,12 @@ def test_loading_a_model_imports_no_training_code(trained_like, tmp_path):
   for training in ('mgdn_jax.train', 'mgdn_jax.train_state', 'mgdn_jax.microbatch',
                    'mgdn_jax.sharding', 'data_pipelines', 'grain'):
     assert training not in loaded, training
+
+
+def test_read_only_open_logs_no_orbax_notice(tmp_path, caplog):
+  """fuse / evaluate open workdirs read-only: orbax's notices that this is so must not reach the console."""
+  (tmp_path / checkpoint.CHECKPOINTS_DIR).mkdir()
+  with caplog.at_level('INFO'):
+    with checkpoint.manager(mef.get_config('tiny'), tmp_path, read_only=True) as manager:
+      assert manager.latest_step() is None
+  assert not [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
