@@ -324,7 +324,7 @@ MFF = FusionTask('mff', 2, (3, 3), ('focused on A', 'focused on B'), 'tiny_fusio
 HDR = HdrTask('hdr', 3, (6, 6, 6), ('under-exposed', 'reference', 'over-exposed'), 'tiny_hdr',
               ('psnr_mu', 'psnr_l', 'ssim_mu', 'ssim_l'), (), 'psnr_mu', eval_padding='reflect',
               output_suffixes=('.hdr', '.exr'), eval_tile=500, needs_exposures=True,
-              official_gf_chans=60, output_label='fused (μ-law)')
+              official_gf_chans=60, output_label='fused (tonemapped)')
 GDSR = GdsrTask('gdsr', 2, (3, 1), ('RGB guide', 'depth'), 'tiny_gdsr', ('rmse_cm',), ('rmse_cm',), 'rmse_cm',
                 eval_padding='reflect', output_suffixes=('.npy', '.png', '.tif', '.tiff'),
                 guided_depth=True, extra_input_suffixes=('.npy',), output_label='super-resolved depth')

@@ -1,4 +1,4 @@
-"""tools/make_figure.py: a labelled README figure from a photo scene (MEF) and from a demo test scene (HDR), at most
+"""tools/make_figure.py: a labelled README figure from a photo scene (HDR) and from a demo test scene (GDSR), at most
 FIGURE_WIDTH wide; an existing file is never replaced and a checkpoint of another task is refused."""
 import sys
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import gdsr
 from configs import hdr
 from configs import mef
 from mgdn_jax import model as model_lib
@@ -18,7 +19,7 @@ def _export(config, path):
   return str(path)
 
 
-@pytest.mark.parametrize('get_config', [mef.get_config, hdr.get_config], ids=['mef_photo', 'hdr_demo'])
+@pytest.mark.parametrize('get_config', [hdr.get_config, gdsr.get_config], ids=['hdr_photo', 'gdsr_demo'])
 def test_figure_is_written_once(get_config, tmp_path, capsys):
   config = get_config('tiny')
   config.data.data_dir = str(tmp_path / 'tfds')

@@ -3,10 +3,11 @@
 
   python tools/make_figure.py --task=mff --checkpoint=$HOME/weights/mgdn_mff --out=docs/figures/mff.png
 
-MFF and MEF: a DRPL pair (a smooth random focus mask, 7×7 Gaussian blur) or an under/over pair (±1.5–2.5 EV) of a
-photo that is neither among `data_pipelines.sharp_photos`' training photos nor in the demo data
-(`stereo_motorcycle`'s left view). HDR and GDSR: the first test scene of the task's built-in demo data
-(`mgdn_demo/<task>:test`, prepared on first use in the checkpoint config's `data.data_dir`). `--checkpoint` takes a
+MFF, MEF and HDR: a DRPL pair (a smooth random focus mask, 7×7 Gaussian blur), an under/over pair (±1.5–2.5 EV) or a
+Kalantari-style triplet (EV 0, +2, +4 of a 3-stop light field; the outer frames moved) made from a photo that is
+neither among `data_pipelines.sharp_photos`' training photos nor in the fusion demo data (`stereo_motorcycle`'s left
+view). GDSR: the first test scene of its built-in demo data (`mgdn_demo/gdsr:test`, that photo's disparity,
+prepared on first use in the checkpoint config's `data.data_dir`). `--checkpoint` takes a
 weights file or short name, an exported model or a training workdir.
 """
 
@@ -21,17 +22,28 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo
 
 
 def photo_scene(task: str):
-  """{'image_0', 'image_1', 'target'} uint8 (HEIGHT, WIDTH, 3) of the photo, as the task's dataset stores them."""
+  """The photo as the task's dataset stores a scene of it: MFF/MEF {'image_0', 'image_1', 'target'} uint8
+  (HEIGHT, WIDTH, 3); HDR three uint16 frames (under, reference, over; the outer ones moved), 'exposures' and the
+  linear radiance 'target'."""
   import numpy as np
   from PIL import Image
   from skimage import data
   from data_pipelines import synth
+  margin = 12  # the HDR frames are cut from a larger view so the outer ones can move
   photo = data.stereo_motorcycle()[0]
-  photo = np.asarray(Image.fromarray(photo).resize((WIDTH, round(photo.shape[0] * WIDTH / photo.shape[1])),
+  big_h, big_w = HEIGHT + 2 * margin, WIDTH + 2 * margin
+  scale = max(big_h / photo.shape[0], big_w / photo.shape[1])  # cover, then centre-crop
+  photo = np.asarray(Image.fromarray(photo).resize((round(photo.shape[1] * scale), round(photo.shape[0] * scale)),
                                                    Image.LANCZOS))
-  y = (photo.shape[0] - HEIGHT) // 2
-  photo = np.ascontiguousarray(photo[y:y + HEIGHT])
+  y, x = (photo.shape[0] - big_h) // 2, (photo.shape[1] - big_w) // 2
+  big = np.ascontiguousarray(photo[y:y + big_h, x:x + big_w])
   rng = np.random.default_rng(SEED)
+  if task == 'hdr':
+    evs = (0.0, 2.0, 4.0)
+    frames, radiance = synth.hdr_triplet(rng, big, HEIGHT, WIDTH, evs)
+    scene = {f'image_{k}': f for k, f in enumerate(frames)}
+    return dict(scene, exposures=np.asarray(evs, np.float32), target=radiance)
+  photo = np.ascontiguousarray(big[margin:-margin, margin:-margin])
   pairs = {'mff': lambda: synth.drpl_pair(photo, synth.random_mask(rng, HEIGHT, WIDTH)),
            'mef': lambda: synth.mef_pair(rng, photo)}
   a, b = pairs[task]()
@@ -71,7 +83,7 @@ def main(argv=None) -> None:
   model, config = checkpoint.load_model(args.checkpoint)
   if config.task != args.task:
     cli.fail(PROG, f'{args.checkpoint} is a {config.task} model, not {args.task}')
-  example = task.encode(photo_scene(args.task)) if args.task in ('mff', 'mef') else demo_scene(config)
+  example = demo_scene(config) if args.task == 'gdsr' else task.encode(photo_scene(args.task))
   streams = [example[f'stream_{k}'] for k in range(task.num_streams)]
   fused = inference.fuse(model, streams)
   panel = task.panel(streams, fused, example['target'])
