@@ -179,6 +179,7 @@ class _ItemListParser(flags.ListParser):
   def __init__(self, item: type, choices: Sequence | None, lower_bound: float | None):
     super().__init__()
     self.item, self.choices, self.lower_bound = item, choices, lower_bound
+    self.syntactic_help += {int: ' of integers', float: ' of numbers'}.get(item, '')
 
   def parse(self, argument) -> list:
     items = [x for x in super().parse(argument) if x != '']
