@@ -177,7 +177,8 @@ def define_flags(f) -> None:
   flags.DEFINE_integer('steps', 5, 'timed steps after one warm-up step (median reported)', lower_bound=1,
                        flag_values=f)
   flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
-                    'compute dtype of the model (config.model.dtype); parameters and Adam state stay f32', flag_values=f)
+                    'compute dtype of the model (config.model.dtype); parameters and Adam state stay f32',
+                    flag_values=f)
   flags.DEFINE_integer('microbatch_size', 0, 'config.microbatch_size: images per sequential micro-batch (0 = the '
                        'default for the backend)', lower_bound=0, flag_values=f)
   flags.DEFINE_enum('gradients', 'auto', ['auto', 'tuned_cpu', 'autodiff'],
