@@ -30,7 +30,6 @@ global batch is per-chip × chips. Every number is one chip's (the SPMD program 
   `cost_analysis()['optimal_seconds']`, is kept in the JSON only: it is negative for the paper-size steps;
 - compile s: trace + lower + XLA:TPU compile on this host (benchmarks/common.py), so it depends on its cores and load.
 """
-import argparse
 import dataclasses
 import importlib
 import json
@@ -224,32 +223,44 @@ def _header() -> str:
                       for c in CHIPS.values()))
 
 
-def main() -> None:
+PROG = 'aot_tpu'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mff,mef,hdr', help=f'comma-separated subset of {tasks.NAMES} (configs/<task>.py)')
-  p.add_argument('--variant', default='', help="config variant, e.g. 'tiny' (default: the paper settings)")
-  p.add_argument('--topologies', default='v5e:2x2',
-                 help="comma-separated TPU topologies as libtpu names them: v5e:2x2, v5e:4x4, v5e:16x16, v5p:2x2x1, "
-                      "v6e:2x2, …")
-  p.add_argument('--batch_per_chip', default='0',
-                 help="comma-separated images per chip (0: the config's global batch over the chips, at least 1)")
-  p.add_argument('--patch_sizes', default='0', help="comma-separated training crop sizes (0: the config's, 128)")
-  p.add_argument('--dtype', default='', choices=('', 'float32', 'bfloat16'),
-                 help="model compute dtype ('': the config's, float32)")
-  p.add_argument('--inference', action='store_true',
-                 help='compile the full-image inference forward instead of the train step')
-  p.add_argument('--image', default='', help=f'HxW of --inference (default per task: {IMAGE_SIZES})')
-  p.add_argument('--json_out', default='', help='also write the rows as JSON here')
-  p.add_argument('--table_from', default='', help='print the table of these --json_out files (comma-separated), '
-                 'compiling nothing')
-  p.add_argument('--one', help=argparse.SUPPRESS)  # child process: 'task|topology|batch_per_chip|patch'
-  args = p.parse_args()
+  common.define_list('tasks', 'mff,mef,hdr', f'comma-separated subset of {tasks.NAMES} (configs/<task>.py)', f,
+                     choices=tasks.NAMES)
+  flags.DEFINE_string('variant', '', "config variant, e.g. 'tiny' (default: the paper settings)", flag_values=f)
+  common.define_list('topologies', 'v5e:2x2', 'comma-separated TPU topologies as libtpu names them: v5e:2x2, v5e:4x4, '
+                     'v5e:16x16, v5p:2x2x1, v6e:2x2, …', f)
+  common.define_list('batch_per_chip', '0', "comma-separated images per chip (0: the config's global batch over the "
+                     'chips, at least 1)', f, item=int, lower_bound=0)
+  common.define_list('patch_sizes', '0', "comma-separated training crop sizes (0: the config's, 128)", f, item=int,
+                     lower_bound=0)
+  flags.DEFINE_enum('dtype', '', ['', 'float32', 'bfloat16'], "model compute dtype ('': the config's, float32)",
+                    flag_values=f)
+  flags.DEFINE_bool('inference', False, 'compile the full-image inference forward instead of the train step',
+                    flag_values=f)
+  common.define_size('image', '', f'HxW of --inference (default per task: {IMAGE_SIZES})', f, optional=True)
+  flags.DEFINE_string('json_out', '', 'also write the rows as JSON here', flag_values=f)
+  common.define_list('table_from', '', 'print the table of these --json_out files (comma-separated), compiling '
+                     'nothing', f)
+  flags.DEFINE_string('one', None, "internal: the case a child process runs, 'task|topology|batch_per_chip|patch' "
+                      '(set by the parent)', flag_values=f)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   if args.table_from:
     rows = []
-    for path in args.table_from.split(','):
-      with open(path) as f:
-        rows += json.load(f)
+    for path in args.table_from:
+      try:
+        with open(path) as f:
+          rows += json.load(f)
+      except (OSError, ValueError) as e:
+        cli.fail(PROG, f'--table_from: {path}: {e}')
     print(table(rows))
     return
   if args.one:
@@ -259,13 +270,11 @@ def main() -> None:
     return
   passthrough = [f'--dtype={args.dtype}', f'--variant={args.variant}', f'--image={args.image}']
   passthrough += ['--inference'] * args.inference
-  patches = ['0'] if args.inference else args.patch_sizes.split(',')
+  patches = [0] if args.inference else args.patch_sizes
   rows = []
-  for task in [t for t in args.tasks.split(',') if t]:
-    if task not in tasks.NAMES:
-      raise SystemExit(f'aot_tpu: unknown task {task!r}; known: {tasks.NAMES}')
-    for topology in args.topologies.split(','):
-      for batch in args.batch_per_chip.split(','):
+  for task in args.tasks:
+    for topology in args.topologies:
+      for batch in args.batch_per_chip:
         for patch in patches:
           t = time.perf_counter()
           r = common.run_isolated(__file__, [f'--one={task}|{topology}|{batch}|{patch}', *passthrough])

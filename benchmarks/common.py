@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: timing, compile statistics, memory, machine description, markdown tables.
+"""Shared helpers of the benchmarks: timing, compile statistics, memory, machine description, markdown tables, and
+the comma-list and size flags of their command lines (mgdn_jax/cli.py's convention).
 
 Timing: a jitted function is run `warmup` times (compile + caches), then `repeats` times, each call blocked until
 its outputs are ready; the median wall time is reported. Memory: `compiled.memory_analysis()` (temp + argument +
@@ -12,8 +13,14 @@ import resource
 import statistics
 import subprocess
 import sys
+import re
 import time
 from typing import Any, Callable, Sequence
+
+from absl import flags
+
+# The flags the helpers below define belong to the script that calls them, so `--help` lists them with its own.
+flags.disclaim_key_flags()
 
 # Dense peak FLOP/s per chip (bf16/tf32-class tensor-core peak as vendors quote it) for MFU. CPUs have no entry:
 # their peak depends on the SKU, the vector width and the clock, so MFU is reported only with --peak_tflops.
@@ -161,3 +168,59 @@ def run_isolated(script: str, args: Sequence[str], timeout: float | None = None)
     tail = res.stderr.strip().splitlines()[-1:] or [f'exit {res.returncode}']
     return {'error': f'exit {res.returncode}: {tail[0][:200]}'}
   return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------ command-line flags ---
+
+class _ItemListParser(flags.ListParser):
+  """absl's comma list whose items are converted by `item` (str, int, float) and checked against `choices` and
+  `lower_bound`; empty items are dropped, so `--tasks=` is the empty list and `--tasks=mff,` is ['mff']."""
+
+  def __init__(self, item: type, choices: Sequence | None, lower_bound: float | None):
+    super().__init__()
+    self.item, self.choices, self.lower_bound = item, choices, lower_bound
+    self.syntactic_help += {int: ' of integers', float: ' of numbers'}.get(item, '')
+
+  def parse(self, argument) -> list:
+    items = [x for x in super().parse(argument) if x != '']
+    try:
+      values = [self.item(x) for x in items]
+    except ValueError:
+      raise ValueError(f'every item must be {"an integer" if self.item is int else "a number"}') from None
+    for v in values:
+      if self.choices is not None and v not in self.choices:
+        raise ValueError(f'unknown {v!r}; known: {", ".join(map(str, self.choices))}')
+      if self.lower_bound is not None and v < self.lower_bound:
+        raise ValueError(f'every item must be >= {self.lower_bound:g}')
+    return values
+
+  def flag_type(self) -> str:
+    return {int: 'comma-separated integers', float: 'comma-separated numbers'}.get(self.item, 'comma-separated list')
+
+
+class _ItemListSerializer(flags.ArgumentSerializer):
+  """Writes a list value back as the command line spells it (`--help`'s defaults): 1 and 0.5, not 1.0 and 0.5."""
+
+  def serialize(self, value) -> str:
+    return ','.join(f'{x:g}' if isinstance(x, float) else str(x) for x in value)
+
+
+def define_list(name: str, default: str, help: str, f: flags.FlagValues, *,  # pylint: disable=redefined-builtin
+                item: type = str, choices: Sequence | None = None, lower_bound: float | None = None) -> None:
+  """A flag `--name=a,b,…` on `f` whose value is the list of its non-empty items converted by `item`; an item that
+  does not convert, is not one of `choices` or is below `lower_bound` is a usage error naming the flag."""
+  flags.DEFINE(_ItemListParser(item, choices, lower_bound), name, default, help, f, _ItemListSerializer())
+
+
+def define_size(name: str, default: str, help: str, f: flags.FlagValues, *,  # pylint: disable=redefined-builtin
+                optional: bool = False) -> None:
+  """A string flag holding an image size 'HxW' ('1000x1500'; '' too when `optional`): `hw(value)` reads it."""
+  flags.DEFINE_string(name, default, help, flag_values=f)
+  flags.register_validator(name, lambda v: (optional and not v) or bool(re.fullmatch(r'[1-9]\d*x[1-9]\d*', v)),
+                           'must be HxW in pixels, e.g. 1000x1500', flag_values=f)
+
+
+def hw(size: str) -> tuple[int, int]:
+  """(height, width) of an 'HxW' size flag's value."""
+  h, w = size.split('x')
+  return int(h), int(w)

@@ -3,11 +3,11 @@
   pip install -r requirements-bench.txt                  # torch (CPU), benchmark-only
   python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official              # everything, 3 rounds
   python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --tasks=mff --modes=eager \
-      --rounds=1 --steps=1 --no_hdr_inference            # quick
+      --rounds=1 --steps=1 --nohdr_inference             # quick
   python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --jax_results=/tmp/jax_train.json
                                                          # reuse a train_bench.py --json_out run (not paired)
   python benchmarks/compare_official.py --official_repo=/tmp/mgdn_official --modes=eager,eager_bf16 \
-      --jax_dtype=bfloat16 --rounds=1 --steps=10 --no_hdr_inference     # on a GPU: bf16 JAX vs eager f32 / bf16
+      --jax_dtype=bfloat16 --rounds=1 --steps=10 --nohdr_inference      # on a GPU: bf16 JAX vs eager f32 / bf16
 
 Backend: the official model runs on CUDA when torch sees a GPU (JAX then runs there too), else on the CPU. f32
 matmuls may use TF32 on both sides (XLA's default precision; torch's 'high' matmul precision). `*_bf16` modes
@@ -31,7 +31,6 @@ its own process (peak RSS is that case's); torch.compile's compile time is its f
 a case that failed is not retried in later rounds. torch.compile runs with inductor's layout optimisation off
 (see run_train: with it, torch 2.13 crashes on the official model's backward).
 """
-import argparse
 import atexit
 import json
 import math
@@ -45,7 +44,10 @@ import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgdn_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+PROG = 'compare_official'
 
 _CTOR = {
     'mef': ('MGFF', dict(GF_chans=60, embed_dim=60, depths=[6, 6], num_heads=[6, 6], window_size=8,
@@ -89,8 +91,7 @@ def _install_timm_standin(torch) -> None:
 def _models_dir(repo: str) -> str:
   models_dir = os.path.join(os.path.abspath(repo), 'models')
   if not os.path.isfile(os.path.join(models_dir, 'MGFF', 'DYKPN.py')):
-    raise SystemExit(f'compare_official: {models_dir}/MGFF/DYKPN.py not found; --official_repo must be a checkout '
-                     'of Guanys-dar/MGDN')
+    cli.fail(PROG, f'{models_dir}/MGFF/DYKPN.py not found; --official_repo must be a checkout of Guanys-dar/MGDN')
   return models_dir
 
 
@@ -276,30 +277,43 @@ def hdr_table(jax_hdr: dict | None, hdr: dict) -> str:
                                 f'{mem_name} JAX / official', 'memory ratio', 'peak RSS MB', 'load avg'], rows)
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--official_repo', required=True, help='local checkout of Guanys-dar/MGDN')
-  p.add_argument('--tasks', default='mef,mff,hdr', help='comma-separated subset of mef,mff,hdr')
-  p.add_argument('--modes', default='eager,compile',
-                 help=f'official execution modes, a subset of {",".join(MODES)} (_bf16: torch.autocast bfloat16)')
-  p.add_argument('--jax_dtype', default='float32', choices=('float32', 'bfloat16'),
-                 help="the JAX step's compute dtype (train_bench.py --dtype)")
-  p.add_argument('--jax_microbatch_size', type=int, default=0,
-                 help="the JAX step's images per micro-batch (train_bench.py --microbatch_size; 0 = its default)")
-  p.add_argument('--batch', type=int, default=4)
-  p.add_argument('--size', type=int, default=128)
-  p.add_argument('--steps', type=int, default=3, help='timed steps per case after one untimed step (median)')
-  p.add_argument('--rounds', type=int, default=3,
-                 help='JAX and official cases of a task run back to back, in alternating order, this many times')
-  p.add_argument('--no_hdr_inference', action='store_true')
-  p.add_argument('--hdr_size', default='1000x1500')
-  p.add_argument('--hdr_modes', default='eager', help='official modes for HDR inference (subset of --modes\' choices)')
-  p.add_argument('--jax_results', default='', help='JSON of `train_bench.py --json_out` (else JAX runs here)')
-  p.add_argument('--json_out', default='', help='also write every raw result here')
-  p.add_argument('--timeout', type=float, default=1800., help='seconds per case')
-  p.add_argument('--one', help=argparse.SUPPRESS)  # child: 'train:<task>:<mode>' or 'hdr:<mode>'
-  args = p.parse_args()
-  h, w = map(int, args.hdr_size.split('x'))
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('official_repo', None, 'local checkout of Guanys-dar/MGDN', required=True, flag_values=f)
+  common.define_list('tasks', 'mef,mff,hdr', 'comma-separated subset of mef,mff,hdr', f, choices=tuple(_CTOR))
+  common.define_list('modes', 'eager,compile', f'official execution modes, a subset of {",".join(MODES)} (_bf16: '
+                     'torch.autocast bfloat16)', f, choices=MODES)
+  flags.DEFINE_enum('jax_dtype', 'float32', ['float32', 'bfloat16'],
+                    "the JAX step's compute dtype (train_bench.py --dtype)", flag_values=f)
+  flags.DEFINE_integer('jax_microbatch_size', 0, "the JAX step's images per micro-batch (train_bench.py "
+                       '--microbatch_size; 0 = its default)', lower_bound=0, flag_values=f)
+  flags.DEFINE_integer('batch', 4, 'images per training step (both sides)', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('size', 128, 'side of the square training patches (both sides)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_integer('steps', 3, 'timed steps per case after one untimed step (median)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_integer('rounds', 3, 'JAX and official cases of a task run back to back, in alternating order, this '
+                       'many times', lower_bound=1, flag_values=f)
+  flags.DEFINE_bool('hdr_inference', True, 'also compare full-image HDR inference (--nohdr_inference: train steps '
+                    'only)', flag_values=f)
+  common.define_size('hdr_size', '1000x1500', 'HxW of the HDR inference images', f)
+  common.define_list('hdr_modes', 'eager', "official modes for HDR inference (subset of --modes' choices)", f,
+                     choices=MODES)
+  flags.DEFINE_string('jax_results', '', 'JSON of `train_bench.py --json_out` (else JAX runs here)', flag_values=f)
+  flags.DEFINE_string('json_out', '', 'also write every raw result here', flag_values=f)
+  flags.DEFINE_float('timeout', 1800., 'seconds per case', lower_bound=0., flag_values=f)
+  flags.DEFINE_string('one', None, "internal: the case a child process runs, 'train:<task>:<mode>' or 'hdr:<mode>' "
+                      '(set by the parent)', flag_values=f)
+
+
+def parse_args(argv=None):
+  """The flags' values; `--help` and usage errors exit (mgdn_jax/cli.py)."""
+  return cli.parse(PROG, __doc__, define_flags, argv)[0]
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
+  h, w = common.hw(args.hdr_size)
   if args.one:
     parts = args.one.split(':')
     if parts[-1].startswith('compile'):  # an empty inductor cache, so that compile_s is a cold compile in every round
@@ -309,16 +323,7 @@ def main() -> None:
            run_train(args.official_repo, parts[1], parts[2], args.batch, args.size, args.steps))
     print(json.dumps(res), flush=True)
     return
-  tasks = [t for t in args.tasks.split(',') if t]
-  modes = [m for m in args.modes.split(',') if m]
-  for t in tasks:
-    if t not in _CTOR:
-      raise SystemExit(f'compare_official: unknown task {t!r}; known: {sorted(_CTOR)}')
-  for m in modes + args.hdr_modes.split(','):
-    if m not in MODES:
-      raise SystemExit(f'compare_official: unknown mode {m!r}; known: {", ".join(MODES)}')
-  if args.rounds < 1:
-    raise SystemExit(f'compare_official: --rounds={args.rounds} must be >= 1')
+  tasks, modes = args.tasks, args.modes
   _models_dir(args.official_repo)  # fail before the first (long) case, not in every child
   bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_bench.py')
   shared = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}', f'--hdr_size={args.hdr_size}']
@@ -356,11 +361,11 @@ def main() -> None:
         prev.append(res)
         log({'round': rnd, 'side': 'official', 'task': task, 'mode': mode}, res)
   hdr = {}
-  if not args.no_hdr_inference:
+  if args.hdr_inference:
     if jax_hdr is None:
       jax_hdr = common.run_isolated(bench, ['--one=hdr', *jax_passthrough], args.timeout)
       log({'hdr': 'jax'}, jax_hdr)
-    for mode in args.hdr_modes.split(','):
+    for mode in args.hdr_modes:
       hdr[mode] = common.run_isolated(__file__, [f'--one=hdr:{mode}', *passthrough], args.timeout)
       log({'hdr': mode}, hdr[mode])
 
@@ -377,5 +382,6 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  parse_args()  # --help and usage errors answer before the process re-exec
   platform.tune_process()
   main()

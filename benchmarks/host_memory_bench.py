@@ -11,7 +11,6 @@ is touched page by page (huge pages requested, as `mgdn_jax.platform.tune_proces
 `gap` seconds of idling a new mapping of the same size is touched again. The first row is the process's first
 use of that much memory. Linux only.
 """
-import argparse
 import ctypes
 import mmap
 import os
@@ -47,22 +46,25 @@ def balloon_driver() -> str:
   return 'virtio balloon bound' if bound else 'no virtio balloon'
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--gb', type=float, default=4., help='size of each mapping in GiB')
-  p.add_argument('--gaps', default='0,0,1,3,6', help='comma-separated idle seconds before each re-mapping')
-  args = p.parse_args()
-  try:
-    gaps = [float(g) for g in args.gaps.split(',') if g]
-  except ValueError:
-    raise SystemExit(f'host_memory_bench: --gaps={args.gaps!r} must be comma-separated seconds') from None
-  if args.gb <= 0 or any(g < 0 for g in gaps):
-    raise SystemExit(f'host_memory_bench: --gb={args.gb} must be > 0 and --gaps={args.gaps} ≥ 0')
+PROG = 'host_memory_bench'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_float('gb', 4., 'size of each mapping in GiB', flag_values=f)
+  flags.register_validator('gb', lambda v: v > 0, 'must be > 0', flag_values=f)
+  common.define_list('gaps', '0,0,1,3,6', 'comma-separated idle seconds before each re-mapping', f, item=float,
+                     lower_bound=0)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   if not sys.platform.startswith('linux'):
-    raise SystemExit(f'host_memory_bench: needs Linux (mmap + madvise), this is {sys.platform}')
+    cli.fail(PROG, f'needs Linux (mmap + madvise), this is {sys.platform}')
   nbytes = int(args.gb * 2**30)
   rows = [['first use', *_rate(first_touch_s(nbytes), args.gb)]]
-  for gap in gaps:
+  for gap in args.gaps:
     time.sleep(gap)
     rows.append([f'after {gap:g} s idle', *_rate(first_touch_s(nbytes), args.gb)])
   print(f'Machine: {os.cpu_count()} CPU cores, {balloon_driver()}, load {common.load_avg()}\n')

@@ -13,7 +13,6 @@ is the RSS before the first forward pass (Python, JAX, the model). Compile time 
 compile-duration events and reported apart from the run time of the first call; with --repeats > 1 the later
 calls are pure run time.
 """
-import argparse
 import json
 import os
 import resource
@@ -22,6 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CASES = {
@@ -69,13 +69,27 @@ def run_case(name: str, repeats: int, dtype: str) -> dict:
               cpus=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 1))
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--cases', default=','.join(CASES), help='comma-separated subset of ' + ', '.join(CASES))
-  p.add_argument('--repeats', type=int, default=1)
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
-  p.add_argument('--one', help=argparse.SUPPRESS)  # child process: run this case, print JSON
-  args = p.parse_args()
+PROG = 'inference_bench'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  common.define_list('cases', ','.join(CASES), 'comma-separated subset of ' + ', '.join(CASES), f, choices=tuple(CASES))
+  flags.DEFINE_integer('repeats', 1, 'calls of `inference.fuse` per case (the first one compiles)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'model compute dtype', flag_values=f)
+  flags.DEFINE_string('one', None, 'internal: the case a child process runs, printed as JSON (set by the parent)',
+                      flag_values=f)
+
+
+def parse_args(argv=None):
+  """The flags' values; `--help` and usage errors exit (mgdn_jax/cli.py)."""
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.parse(PROG, __doc__, define_flags, argv)[0]
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   if args.one:
     print(json.dumps(run_case(args.one, args.repeats, args.dtype)), flush=True)
     return
@@ -83,7 +97,7 @@ def main() -> None:
   env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get('PYTHONPATH', ''))
   print('case | size | tiles | compile s | run s (first call) | later runs s | base RSS MB | peak RSS MB | '
         'estimate MB | load avg', flush=True)
-  for name in args.cases.split(','):
+  for name in args.cases:
     res = subprocess.run([sys.executable, __file__, f'--one={name}', f'--repeats={args.repeats}',
                           f'--dtype={args.dtype}'], capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
@@ -96,5 +110,6 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
   platform.tune_process()
   main()

@@ -7,25 +7,23 @@ Targets (2-core CPU): MFF / 20 Lytro pairs < 60 s, MEF / one 1200x800 pair < 10 
 The fused image is the plain average of the sources (the metric cost does not depend on its content).  Without
 the data folder, random images of the same sizes are used.
 """
-import argparse
 import pathlib
+import sys
 import time
 
-import numpy as np
-from PIL import Image
-
-from mgdn_jax import metrics
-from mgdn_jax.metrics import fusion
-from mgdn_jax.metrics import mef
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
 _DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data'
 
 
 def _average(a, b):
+  import numpy as np  # pylint: disable=g-import-not-at-top
   return ((a.astype(np.uint16) + b.astype(np.uint16) + 1) // 2).astype(np.uint8)
 
 
 def _lytro_pairs(data_dir: pathlib.Path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   names = sorted(p.name for p in (data_dir / 'lytro' / 'A').glob('*.jpg')) if data_dir.is_dir() else []
   if len(names) == 20:
     return [(np.array(Image.open(data_dir / 'lytro' / 'A' / n).convert('RGB')),
@@ -35,6 +33,8 @@ def _lytro_pairs(data_dir: pathlib.Path):
 
 
 def _mef_pair(data_dir: pathlib.Path):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   for folder in sorted((data_dir / 'mefb').glob('*')) if data_dir.is_dir() else []:
     files = sorted(folder.glob('*_[AaBb].*'))
     if len(files) == 2:
@@ -46,20 +46,33 @@ def _mef_pair(data_dir: pathlib.Path):
                                                                              dtype=np.uint8), 'random'
 
 
-_MEF_PARTS = {
-    'CE': lambda a, b, f: fusion.per_channel(mef.cross_entropy, a, b, f),
-    'MEF_SSIM': lambda a, b, f: fusion.mef_ssim([a, b], f),
-    'Qcb': lambda a, b, f: fusion.per_channel(mef.qcb, a, b, f),
-    'VIF': lambda a, b, f: fusion.per_channel(mef.vif_fusion, a, b, f),
-}
+def _mef_parts() -> dict:
+  """The four MEF metrics, each as fn(source_a, source_b, fused) on (H, W, 3) or (H, W) uint8 arrays."""
+  from mgdn_jax.metrics import fusion, mef  # pylint: disable=g-import-not-at-top
+  return {
+      'CE': lambda a, b, f: fusion.per_channel(mef.cross_entropy, a, b, f),
+      'MEF_SSIM': lambda a, b, f: fusion.mef_ssim([a, b], f),
+      'Qcb': lambda a, b, f: fusion.per_channel(mef.qcb, a, b, f),
+      'VIF': lambda a, b, f: fusion.per_channel(mef.vif_fusion, a, b, f),
+  }
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--data_dir', type=pathlib.Path, default=_DEFAULT_DATA)
-  args = parser.parse_args()
+PROG = 'metrics_bench'
 
-  pairs, source = _lytro_pairs(args.data_dir)
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('data_dir', str(_DEFAULT_DATA), 'folder holding lytro/A, lytro/B and mefb/<scene> (random '
+                      'images of the same sizes without it)', flag_values=f)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
+  from mgdn_jax import metrics  # pylint: disable=g-import-not-at-top
+  data_dir = pathlib.Path(args.data_dir).expanduser()
+
+  pairs, source = _lytro_pairs(data_dir)
   for gray in (False, True):
     start = time.perf_counter()
     for a, b in pairs:
@@ -68,12 +81,12 @@ def main():
     print(f'MFF (Qabf, EN, PSNR_mefb, PSNR, SSIM), 20 {source} pairs 520x520, '
           f'{"gray" if gray else "rgb "}: {elapsed:6.2f} s (target < 60 s)')
 
-  a, b, name = _mef_pair(args.data_dir)
+  a, b, name = _mef_pair(data_dir)
   for gray in (False, True):
     f = _average(a, b)
     srcs = [metrics.rgb2gray(x) for x in (a, b, f)] if gray else [a, b, f]
     timings = {}
-    for key, fn in _MEF_PARTS.items():
+    for key, fn in _mef_parts().items():
       start = time.perf_counter()
       fn(*srcs)
       timings[key] = time.perf_counter() - start

@@ -1,7 +1,7 @@
 """Forward and forward+backward time, memory and compile time of the MGDN presets, and of the dynamic filter alone.
 
   python benchmarks/model_bench.py                                    # all tasks, batch 1 and 4, 128², + filter
-  python benchmarks/model_bench.py --tasks=mff --batches=1 --size=64 --repeats=2 --no_filter      # quick
+  python benchmarks/model_bench.py --tasks=mff --batches=1 --size=64 --repeats=2 --nofilter       # quick
   python benchmarks/model_bench.py --tasks= --filter_size=64          # only the dynamic-filter table
 
 Model rows: random weights of the official presets (`model_lib.create_model`), random inputs, jitted
@@ -13,7 +13,6 @@ the end (it accumulates over all cases of one process, so per-case RSS comes fro
 Filter rows: `ops.dynamic_filter` (custom VJP), `baselines.dynamic_filter_autodiff` (the same forward, JAX
 autodiff) and `baselines.dynamic_filter_patches` (unfold formulation) at MEF sizes, N=4, 128², C=60, k=7.
 """
-import argparse
 import os
 import sys
 
@@ -73,32 +72,43 @@ def filter_rows(n: int, size: int, channels: int, repeats: int) -> list:
   return rows
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mef,mff,hdr,gdsr_x4,gdsr_x16', help=f'comma-separated subset of {PRESETS}')
-  p.add_argument('--batches', default='1,4')
-  p.add_argument('--size', type=int, default=128)
-  p.add_argument('--repeats', type=int, default=3)
-  p.add_argument('--no_filter', action='store_true')
-  p.add_argument('--filter_batch', type=int, default=4)
-  p.add_argument('--filter_size', type=int, default=128)
-  p.add_argument('--filter_channels', type=int, default=60)
-  args = p.parse_args()
-  presets = [t for t in args.tasks.split(',') if t]
-  for t in presets:
-    if t not in PRESETS:
-      raise SystemExit(f'model_bench: unknown task {t!r}; known: {PRESETS}')
+PROG = 'model_bench'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  common.define_list('tasks', 'mef,mff,hdr,gdsr_x4,gdsr_x16', f'comma-separated subset of {PRESETS} (empty: no '
+                     'model rows)', f, choices=PRESETS)
+  common.define_list('batches', '1,4', 'comma-separated batch sizes of the model rows', f, item=int, lower_bound=1)
+  flags.DEFINE_integer('size', 128, 'side of the square model inputs', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('repeats', 3, 'timed calls per case after one warm-up call (median reported)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_bool('filter', True, 'also time the dynamic filter alone (--nofilter: model rows only)',
+                    flag_values=f)
+  flags.DEFINE_integer('filter_batch', 4, 'N of the dynamic-filter rows', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('filter_size', 128, 'side of the dynamic-filter inputs', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('filter_channels', 60, 'C of the dynamic-filter inputs', lower_bound=1, flag_values=f)
+
+
+def parse_args(argv=None):
+  """The flags' values; `--help` and usage errors exit (mgdn_jax/cli.py)."""
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.parse(PROG, __doc__, define_flags, argv)[0]
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   print(f'Machine: {common.machine()}\n')
-  if presets:
+  if args.tasks:
     rows = []
-    for task in presets:
-      for batch in map(int, args.batches.split(',')):
+    for task in args.tasks:
+      for batch in args.batches:
         rows.append(model_rows(task, batch, args.size, args.repeats))
         print(f'  done {task} batch {batch}', file=sys.stderr, flush=True)
     print(common.markdown_table(['task', 'batch', 'size', 'fwd ms', 'fwd+bwd ms', 'fwd exec MB',
                                  'fwd+bwd exec MB', 'fwd+bwd compile s', 'fwd+bwd GFLOP (XLA)', 'load avg'],
                                 rows) + '\n')
-  if not args.no_filter:
+  if args.filter:
     rows = filter_rows(args.filter_batch, args.filter_size, args.filter_channels, args.repeats)
     print(common.markdown_table(['dynamic filter', 'N × H·W × C', 'fwd ms', 'fwd+bwd ms', 'fwd exec MB',
                                  'fwd+bwd exec MB', 'fwd+bwd compile s', 'load avg'], rows) + '\n')
@@ -106,5 +116,6 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
   platform.tune_process()
   main()

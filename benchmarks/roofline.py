@@ -22,7 +22,6 @@ MFU ≤ step FLOPs / (tensor peak × best time). Two fusion models:
 Both are generous (no launch cost, no tile quantisation, perfect overlap), so a measured MFU above them means
 the count is wrong, and a target above them cannot be reached by kernel tuning at that batch and patch size.
 """
-import argparse
 import dataclasses
 import json
 import math
@@ -213,27 +212,41 @@ def breakdown_table(by_op: dict, total: Cost, top: int) -> str:
        for k, c in ranked])
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mef,mff,hdr')
-  p.add_argument('--batches', default='4')
-  p.add_argument('--sizes', default='128')
-  p.add_argument('--dtype', default='bfloat16', choices=('float32', 'bfloat16'))
-  p.add_argument('--ops_gradients', default='autodiff', choices=('autodiff', 'custom'),
-                 help="config.gradients of the step: 'autodiff' = what accelerators run, 'custom' = the XLA:CPU-tuned "
-                      "VJPs ('tuned_cpu', mgdn_jax/kernels)")
-  p.add_argument('--peak_tflops', type=float, default=H100['peak_tflops'], help='dense tensor-core peak')
-  p.add_argument('--hbm_tb_s', type=float, default=H100['hbm_tb_s'], help='memory bandwidth, TB/s')
-  p.add_argument('--vector_tflops', type=float, default=H100['vector_tflops'], help='non-tensor-core peak')
-  p.add_argument('--breakdown', type=int, default=0, help='also list the N costliest dot/convolution kinds')
-  p.add_argument('--json_out', default='')
-  args = p.parse_args()
+PROG = 'roofline'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top
+  common.define_list('tasks', 'mef,mff,hdr', f'comma-separated subset of {tasks.NAMES} (configs/<task>.py)', f,
+                     choices=tasks.NAMES)
+  common.define_list('batches', '4', 'comma-separated global batch sizes of the train step', f, item=int,
+                     lower_bound=1)
+  common.define_list('sizes', '128', 'comma-separated training patch sizes', f, item=int, lower_bound=1)
+  flags.DEFINE_enum('dtype', 'bfloat16', ['float32', 'bfloat16'], 'compute dtype of the model', flag_values=f)
+  flags.DEFINE_enum('ops_gradients', 'autodiff', ['autodiff', 'custom'],
+                    "config.gradients of the step: 'autodiff' = what accelerators run, 'custom' = the XLA:CPU-tuned "
+                    "VJPs ('tuned_cpu', mgdn_jax/kernels)", flag_values=f)
+  flags.DEFINE_float('peak_tflops', H100['peak_tflops'], 'dense tensor-core peak', flag_values=f)
+  flags.DEFINE_float('hbm_tb_s', H100['hbm_tb_s'], 'memory bandwidth, TB/s', flag_values=f)
+  flags.DEFINE_float('vector_tflops', H100['vector_tflops'], 'non-tensor-core peak', flag_values=f)
+  for name in H100:  # the bound divides by each
+    flags.register_validator(name, lambda v: v > 0, 'must be > 0', flag_values=f)
+  flags.DEFINE_integer('breakdown', 0, 'also list the N costliest dot/convolution kinds', lower_bound=0,
+                       flag_values=f)
+  flags.DEFINE_string('json_out', '', 'also write the rows as JSON here', flag_values=f)
+
+
+def main(argv=None) -> None:
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  args, _ = cli.parse(PROG, __doc__, define_flags, argv)
   gradients = 'tuned_cpu' if args.ops_gradients == 'custom' else 'autodiff'
   chip = dict(peak_tflops=args.peak_tflops, hbm_tb_s=args.hbm_tb_s, vector_tflops=args.vector_tflops)
   rows, breakdowns = [], []
-  for task in args.tasks.split(','):
-    for batch in map(int, args.batches.split(',')):
-      for size in map(int, args.sizes.split(',')):
+  for task in args.tasks:
+    for batch in args.batches:
+      for size in args.sizes:
         by_op = {}
         c, tokens = step_cost(task, batch, size, args.dtype, chip, microbatch_size=batch, by_op=by_op,
                               gradients=gradients)

@@ -1,12 +1,12 @@
 """Train-step throughput of the paper configurations and full-image HDR inference, on whatever backend JAX sees.
 
   python benchmarks/train_bench.py                                  # mef, mff, hdr train steps + HDR 1000x1500
-  python benchmarks/train_bench.py --tasks=mff --steps=3 --no_hdr_inference      # quick
+  python benchmarks/train_bench.py --tasks=mff --steps=3 --nohdr_inference       # quick
   python benchmarks/train_bench.py --json_out=/tmp/jax_train.json   # also keep the raw numbers (compare_official.py)
-  python benchmarks/train_bench.py --without_mi_loss --no_hdr_inference   # the step without the masked-MI loss
-  python benchmarks/train_bench.py --dtype=bfloat16 --steps=10 --no_hdr_inference   # bf16 compute (accelerators)
-  python benchmarks/train_bench.py --microbatch_size=4 --no_hdr_inference   # batch 4 in one piece (CPU default: 2)
-  python benchmarks/train_bench.py --gradients=autodiff --no_hdr_inference  # the accelerators' backward on any device
+  python benchmarks/train_bench.py --nomi_loss --nohdr_inference    # the step without the masked-MI loss
+  python benchmarks/train_bench.py --dtype=bfloat16 --steps=10 --nohdr_inference    # bf16 compute (accelerators)
+  python benchmarks/train_bench.py --microbatch_size=4 --nohdr_inference    # batch 4 in one piece (CPU default: 2)
+  python benchmarks/train_bench.py --gradients=autodiff --nohdr_inference   # the accelerators' backward on any device
 
 Train step: exactly the training loop's jitted step (`mgdn_jax.train.build(...).step_fn`: forward with DropPath,
 L1 / μ-law L1 + masked MI loss (weight 0.01), backward, Adam, EMA, finite-check; state donated) of
@@ -23,7 +23,6 @@ custom gradients) and XLA:GPU leaves out cuDNN's convolutions. MFU needs a known
 device peak = `memory_stats()['peak_bytes_in_use']` where the backend keeps it (GPUs).
 HDR inference: three 6-channel 1000×1500 inputs in one untiled jitted forward pass (random official-size weights).
 """
-import argparse
 import importlib
 import json
 import os
@@ -34,7 +33,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import platform  # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgdn_jax import tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
-
 
 
 def train_config(task: str, batch: int, size: int, without_mi_loss: bool = False, dtype: str = 'float32',
@@ -168,50 +166,64 @@ def hdr_table(rows: list[dict]) -> str:
        for r in rows])
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--tasks', default='mef,mff,hdr', help=f'comma-separated subset of {tasks.NAMES}')
-  p.add_argument('--batch', type=int, default=4)
-  p.add_argument('--size', type=int, default=128)
-  p.add_argument('--steps', type=int, default=5, help='timed steps after one warm-up step (median reported)')
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                 help='compute dtype of the model (config.model.dtype); parameters and Adam state stay f32')
-  p.add_argument('--microbatch_size', type=int, default=0,
-                 help='config.microbatch_size: images per sequential micro-batch (0 = the default for the backend)')
-  p.add_argument('--gradients', default='auto', choices=('auto', 'tuned_cpu', 'autodiff'),
-                 help="config.gradients: backward passes of the conv/linear layers (mgdn_jax/kernels)")
-  p.add_argument('--peak_tflops', type=float, default=0., help='peak TFLOP/s of one device, for MFU on CPUs')
-  p.add_argument('--without_mi_loss', action='store_true',
-                 help="config.mi_weight = 0: the official step's work (it has no MI loss), to see what the loss costs")
-  p.add_argument('--no_hdr_inference', action='store_true')
-  p.add_argument('--hdr_size', default='1000x1500')
-  p.add_argument('--hdr_repeats', type=int, default=1)
-  p.add_argument('--json_out', default='', help='also write all results as JSON here')
-  p.add_argument('--one', help=argparse.SUPPRESS)  # child process: 'train:<task>' or 'hdr'
-  args = p.parse_args()
+PROG = 'train_bench'
+
+
+def define_flags(f) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  common.define_list('tasks', 'mef,mff,hdr', f'comma-separated subset of {tasks.NAMES}', f, choices=tasks.NAMES)
+  flags.DEFINE_integer('batch', 4, 'images per training step', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('size', 128, 'side of the square training patches', lower_bound=1, flag_values=f)
+  flags.DEFINE_integer('steps', 5, 'timed steps after one warm-up step (median reported)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                    'compute dtype of the model (config.model.dtype); parameters and Adam state stay f32',
+                    flag_values=f)
+  flags.DEFINE_integer('microbatch_size', 0, 'config.microbatch_size: images per sequential micro-batch (0 = the '
+                       'default for the backend)', lower_bound=0, flag_values=f)
+  flags.DEFINE_enum('gradients', 'auto', ['auto', 'tuned_cpu', 'autodiff'],
+                    'config.gradients: backward passes of the conv/linear layers (mgdn_jax/kernels)', flag_values=f)
+  flags.DEFINE_float('peak_tflops', 0., 'peak TFLOP/s of one device, for MFU on CPUs', lower_bound=0., flag_values=f)
+  flags.DEFINE_bool('mi_loss', True, "with the masked-MI loss (--nomi_loss: config.mi_weight = 0, the official step's "
+                    'work, which has no MI loss, to see what the loss costs)', flag_values=f)
+  flags.DEFINE_bool('hdr_inference', True, 'also time full-image HDR inference (--nohdr_inference: train steps only)',
+                    flag_values=f)
+  common.define_size('hdr_size', '1000x1500', 'HxW of the HDR inference images', f)
+  flags.DEFINE_integer('hdr_repeats', 1, 'timed HDR inference calls (the fastest reported)', lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_string('json_out', '', 'also write all results as JSON here', flag_values=f)
+  flags.DEFINE_string('one', None, "internal: the case a child process runs, 'train:<task>' or 'hdr' (set by the "
+                      'parent)', flag_values=f)
+
+
+def parse_args(argv=None):
+  """The flags' values; `--help` and usage errors exit (mgdn_jax/cli.py)."""
+  from mgdn_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.parse(PROG, __doc__, define_flags, argv)[0]
+
+
+def main(argv=None) -> None:
+  args = parse_args(argv)
   if args.one:
     if args.one == 'hdr':
-      h, w = map(int, args.hdr_size.split('x'))
-      res = run_hdr_inference(h, w, args.hdr_repeats)
+      res = run_hdr_inference(*common.hw(args.hdr_size), args.hdr_repeats)
     else:
       res = run_train(args.one.split(':')[1], args.batch, args.size, args.steps, args.peak_tflops,
-                      args.without_mi_loss, args.dtype, args.microbatch_size, args.gradients)
+                      not args.mi_loss, args.dtype, args.microbatch_size, args.gradients)
     print(json.dumps(res), flush=True)
     return
   passthrough = [f'--batch={args.batch}', f'--size={args.size}', f'--steps={args.steps}',
                  f'--peak_tflops={args.peak_tflops}', f'--hdr_size={args.hdr_size}',
                  f'--hdr_repeats={args.hdr_repeats}', f'--dtype={args.dtype}',
-                 f'--microbatch_size={args.microbatch_size}', f'--gradients={args.gradients}']
-  passthrough += ['--without_mi_loss'] * args.without_mi_loss
+                 f'--microbatch_size={args.microbatch_size}', f'--gradients={args.gradients}',
+                 '--mi_loss' if args.mi_loss else '--nomi_loss']
   train_rows, hdr_rows = [], []
-  for task in [t for t in args.tasks.split(',') if t]:
-    if task not in tasks.NAMES:
-      raise SystemExit(f'train_bench: unknown task {task!r}; known: {tasks.NAMES}')
+  for task in args.tasks:
     r = common.run_isolated(__file__, [f'--one=train:{task}', *passthrough])
     r.setdefault('task', task)
     train_rows.append(r)
     print(json.dumps(r), file=sys.stderr, flush=True)
-  if not args.no_hdr_inference:
+  if args.hdr_inference:
     r = common.run_isolated(__file__, ['--one=hdr', *passthrough])
     r.setdefault('size', args.hdr_size)
     hdr_rows.append(r)
@@ -227,5 +239,6 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  parse_args()  # --help and usage errors answer before the process re-exec and JAX's import
   platform.tune_process()
   main()

@@ -1,5 +1,5 @@
 """The command-line convention of every MGDN-JAX entry point (`main.py`, `fuse`, `evaluate`, `convert`, `weights`,
-`prepare`, `sharp_photos`).
+`prepare`, `sharp_photos`, and the scripts in `tools/` and `benchmarks/`).
 
 * Flags are absl flags, as `main.py` needs for `--config` (ml_collections): `--name=value`, booleans as
   `--name` / `--noname`, lists as `--name=a,b`, repeatable flags by repeating them; `--help` lists them.

@@ -1,6 +1,7 @@
 """benchmarks/aot_tpu.py: the training loop's own step compiles ahead of time for a TPU slice on this CPU-only host,
 on the accelerator path (autodiff gradients, the whole batch, no XLA:CPU options, no host calls), and fits in HBM."""
 import importlib.util
+import json
 
 import jax
 import pytest
@@ -42,6 +43,25 @@ ENTRY %main (a: f32[4]) -> f32[4] {
 def test_fusions_count_kernels_outside_fused_computations():
   # ENTRY's two and the loop body's one; the one nested in %fused_outer is part of a kernel (all_fusions counts it).
   assert aot_tpu.hlo_stats(_HLO) == dict(fusions=3, entry_fusions=2, all_fusions=4, custom_calls=['AllocateBuffer'])
+
+
+def test_table_from_prints_saved_rows_and_compiles_nothing(tmp_path, capsys):
+  path = tmp_path / 'aot.json'
+  path.write_text(json.dumps([dict(task='mff', topology='v5e:2x2', error='exit 1: boom')]))
+  aot_tpu.main([f'--table_from={path},{path}'])
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].startswith('| task | topology (chips) |') and len(lines) == 4  # header, rule, a row per file
+  assert all(line.startswith('| mff | v5e:2x2 | exit 1: boom |') for line in lines[2:])
+
+
+@pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "flag --tasks=mff,sr: unknown 'sr'"),
+                                           ('--batch_per_chip=1,x', 'every item must be an integer'),
+                                           ('--image=1000', 'flag --image=1000: must be HxW')])
+def test_bad_arguments_are_usage_errors_before_any_compile(capsys, flag, message):
+  with pytest.raises(SystemExit) as e:
+    aot_tpu.main([flag])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.startswith('aot_tpu: error: ') and message in err, err
 
 
 @needs_libtpu

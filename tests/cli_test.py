@@ -1,4 +1,5 @@
-"""Every entry point follows mgdn_jax.cli's convention: absl flags, `--help`, `<prog>: error: …` on bad input."""
+"""Every entry point follows mgdn_jax.cli's convention: absl flags, `--help`, `<prog>: error: …` on bad input; the
+benchmark scripts too, whose `--help` loads none of JAX, torch or TensorFlow."""
 import importlib
 import pathlib
 import subprocess
@@ -12,6 +13,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOOLS = {'fuse': 'mgdn_jax.fuse', 'evaluate': 'mgdn_jax.evaluate', 'convert': 'mgdn_jax.convert',
          'weights': 'mgdn_jax.weights.__main__', 'prepare': 'data_pipelines.prepare',
          'sharp_photos': 'data_pipelines.sharp_photos'}
+BENCHMARKS = ('aot_tpu', 'compare_official', 'host_memory_bench', 'inference_bench', 'input_bench', 'metrics_bench',
+              'model_bench', 'roofline', 'train_bench')
+TOOLS.update({name: f'benchmarks.{name}' for name in BENCHMARKS})
 
 
 def _run(module, argv, capsys) -> tuple[int, str, str]:
@@ -53,3 +57,20 @@ def test_main_py_follows_the_same_convention():
                                           'Pass --help to see the flags.']
   stray = run('--workdir=/tmp/x', 'positional')
   assert stray.returncode == cli.USAGE_STATUS and 'unexpected arguments positional' in stray.stderr
+
+
+def test_benchmark_help_loads_no_framework():
+  # One interpreter runs every script as `python benchmarks/<name>.py --help` would (its __main__ block included),
+  # then reports which heavy frameworks it imported: none may be, so --help stays instant.
+  code = (
+      'import runpy, sys\n'
+      f'for name in {BENCHMARKS!r}:\n'
+      '  sys.argv = [f"benchmarks/{name}.py", "--help"]\n'
+      '  try:\n'
+      '    runpy.run_path(sys.argv[0], run_name="__main__")\n'
+      '  except SystemExit as e:\n'
+      '    assert e.code == 0, (name, e.code)\n'
+      'print(sorted(m for m in ("jax", "torch", "tensorflow") if m in sys.modules))\n')
+  res = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=False)
+  assert res.returncode == 0, res.stderr
+  assert res.stdout.count('\nflags:\n') == len(BENCHMARKS) and res.stdout.splitlines()[-1] == '[]'

@@ -1,6 +1,4 @@
 """benchmarks/compare_official.py: how side-by-side rounds become ratios, and its argument checks (no torch needed)."""
-import sys
-
 import pytest
 
 from benchmarks import compare_official
@@ -46,17 +44,23 @@ def test_table_prints_every_round_and_a_repeated_error_once():
   assert '1.0–1.5' in row
 
 
-@pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "unknown task 'sr'"),
-                                           ('--modes=eager,jit', "unknown mode 'jit'"),
+@pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "unknown 'sr'; known: mef, mff, hdr"),
+                                           ('--modes=eager,jit', "unknown 'jit'"),
                                            ('--modes=eager_fp16', 'known: eager, compile, eager_bf16'),
-                                           ('--hdr_modes=jit', "unknown mode 'jit'"),
-                                           ('--rounds=0', '--rounds=0'),
-                                           ('--tasks=mff', 'DYKPN.py not found'),
-                                           ('--modes=eager_bf16,compile_bf16', 'DYKPN.py not found')])
-def test_bad_arguments_fail_with_one_line(monkeypatch, flag, message):
-  monkeypatch.setattr(sys, 'argv', ['compare_official.py', '--official_repo=/nonexistent', flag])
-  with pytest.raises(SystemExit, match=message):
-    compare_official.main()
+                                           ('--hdr_modes=jit', "unknown 'jit'"),
+                                           ('--rounds=0', 'flag --rounds=0'),
+                                           ('--hdr_size=1000', 'flag --hdr_size=1000: must be HxW')])
+def test_bad_arguments_are_usage_errors_naming_the_flag(capsys, flag, message):
+  with pytest.raises(SystemExit) as e:
+    compare_official.main(['--official_repo=/nonexistent', flag])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.startswith('compare_official: error: ') and message in err, err
+
+
+@pytest.mark.parametrize('flag', ['--tasks=mff', '--modes=eager_bf16,compile_bf16'])
+def test_a_repo_without_the_official_model_fails_before_any_case(flag):
+  with pytest.raises(SystemExit, match='compare_official: error: .*DYKPN.py not found'):
+    compare_official.main(['--official_repo=/nonexistent', flag])
 
 
 def test_hdr_table_ratios_and_a_failed_jax_side_named():
