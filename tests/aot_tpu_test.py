@@ -54,16 +54,6 @@ def test_table_from_prints_saved_rows_and_compiles_nothing(tmp_path, capsys):
   assert all(line.startswith('| mff | v5e:2x2 | exit 1: boom |') for line in lines[2:])
 
 
-@pytest.mark.parametrize('flag, message', [('--tasks=mff,sr', "flag --tasks=mff,sr: unknown 'sr'"),
-                                           ('--batch_per_chip=1,x', 'every item must be an integer'),
-                                           ('--image=1000', 'flag --image=1000: must be HxW')])
-def test_bad_arguments_are_usage_errors_before_any_compile(capsys, flag, message):
-  with pytest.raises(SystemExit) as e:
-    aot_tpu.main([flag])
-  err = capsys.readouterr().err
-  assert e.value.code == 2 and err.startswith('aot_tpu: error: ') and message in err, err
-
-
 @needs_libtpu
 def test_tiny_train_step_compiles_for_v5e_on_the_accelerator_path():
   mesh = aot_tpu.topology_mesh('v5e:2x2')

@@ -39,6 +39,24 @@ def test_a_bad_flag_is_a_usage_error_naming_the_tool(prog, capsys):
                               'Pass --help to see the flags.']
 
 
+# A value that parses but cannot be used is a usage error too, before any trace, compile or subprocess.
+BAD_VALUES = [('host_memory_bench', '--gaps=1,x', 'flag --gaps=1,x: every item must be a number'),
+              ('host_memory_bench', '--gb=0', 'flag --gb=0.0: must be > 0'),
+              ('host_memory_bench', '--gaps=-1', 'flag --gaps=-1: every item must be >= 0'),
+              ('roofline', '--sizes=128,x', 'flag --sizes=128,x: every item must be an integer'),
+              ('roofline', '--tasks=sr', "flag --tasks=sr: unknown 'sr'"),
+              ('roofline', '--hbm_tb_s=0', 'flag --hbm_tb_s=0.0: must be > 0'),
+              ('aot_tpu', '--tasks=mff,sr', "flag --tasks=mff,sr: unknown 'sr'"),
+              ('aot_tpu', '--batch_per_chip=1,x', 'flag --batch_per_chip=1,x: every item must be an integer'),
+              ('aot_tpu', '--image=1000', 'flag --image=1000: must be HxW')]
+
+
+@pytest.mark.parametrize('prog, flag, message', BAD_VALUES)
+def test_a_bad_value_is_a_usage_error_naming_the_flag(prog, flag, message, capsys):
+  code, _, err = _run(TOOLS[prog], [flag], capsys)
+  assert code == cli.USAGE_STATUS and err.startswith(f'{prog}: error: {message}'), err
+
+
 def test_booleans_take_the_absl_negation(capsys):
   from mgdn_jax import fuse
   args = fuse.parse_args(['--task=mff', '--checkpoint=c', '--output=o.png', 'a.png', 'b.png', '--noauto_tile',

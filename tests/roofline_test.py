@@ -96,13 +96,3 @@ def test_train_step_count_does_not_depend_on_the_micro_batch_split():
     traced = built.step_fn.trace(jax.eval_shape(built.init), train_bench.batch_shapes(config))
     counts.append(roofline.traced_cost(traced, CHIP).flops)
   assert counts[0] > 0 and counts[1] == pytest.approx(counts[0], rel=1e-3)
-
-
-@pytest.mark.parametrize('flag, message', [('--sizes=128,x', 'flag --sizes=128,x: every item must be an integer'),
-                                           ('--tasks=sr', "flag --tasks=sr: unknown 'sr'"),
-                                           ('--hbm_tb_s=0', 'flag --hbm_tb_s=0.0: must be > 0')])
-def test_bad_arguments_are_usage_errors_before_any_trace(capsys, flag, message):
-  with pytest.raises(SystemExit) as e:
-    roofline.main([flag])
-  err = capsys.readouterr().err
-  assert e.value.code == 2 and err.startswith(f'roofline: error: {message}'), err
