@@ -27,8 +27,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
+def data_dir(mef_demo_data_dir):
+  return mef_demo_data_dir
 
 
 def tiny_config(data_dir):
