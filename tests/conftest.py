@@ -62,6 +62,21 @@ def shared_file(relative: str) -> pathlib.Path:
   return path
 
 
+@pytest.fixture(scope="session")
+def mef_demo_data_dir(tmp_path_factory) -> str:
+  """A data_dir with mgdn_demo/mef prepared (train and test), for the tests that train `configs/mef.py:tiny`.
+
+  Prepared once per worker process; the tests only read it, and several processes may read it at once.
+  """
+  from configs import mef  # pylint: disable=g-import-not-at-top
+  from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
+  config = mef.get_config("tiny")
+  config.data.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  next(input_pipeline.create_train_iter(config))
+  next(input_pipeline.create_eval_iter(config, config.data.eval_datasets[0]))
+  return config.data.data_dir
+
+
 OFFICIAL_MFF_WEIGHTS = "weights/mgdn_mff_official_62000_E.npz"
 OFFICIAL_LYTRO_FIXTURE = "reference/fixtures/mff_official_lytro.npz"
 
@@ -90,3 +105,13 @@ def _libc():
 
 _LIBC = _libc()
 
+
+# The longest files (in seconds of one worker), started first: a long file that started last would leave the other
+# worker of pytest.ini idle until it ends.
+_LONGEST_FILES = ("model_parity_test.py", "train_test.py", "model_test.py", "reliability_test.py",
+                  "distributed_test.py", "microbatch_test.py", "fuse_cli_test.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(_LONGEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: every file keeps its own order

@@ -9,9 +9,6 @@ import sys
 
 import numpy as np
 
-from configs import mef
-from data_pipelines import input_pipeline
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 _WORKER = """
@@ -41,13 +38,8 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_on_one_global_mesh(tmp_path):
-  data_dir = str(tmp_path / 'tfds')
-  config = mef.get_config('tiny')
-  config.data.data_dir = data_dir
-  next(input_pipeline.create_train_iter(config))  # prepare the demo data once, before two writers could race
-  next(input_pipeline.create_eval_iter(config, config.data.eval_datasets[0]))
-
+def test_two_processes_train_on_one_global_mesh(mef_demo_data_dir, tmp_path):
+  data_dir = mef_demo_data_dir  # prepared by the fixture, before two writers could race
   port, workdir = _free_port(), str(tmp_path / 'run')
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
   procs = [subprocess.Popen([sys.executable, '-c', _WORKER, str(port), str(pid), workdir, data_dir,

@@ -22,9 +22,9 @@ def _printed_scalars(text: str) -> dict[str, float]:
   return out
 
 
-def test_training_mode_eval_and_cli_report_the_same_numbers(tmp_path, capsys):
+def test_training_mode_eval_and_cli_report_the_same_numbers(mef_demo_data_dir, tmp_path, capsys):
   config = mef.get_config('tiny')             # 6 steps, one evaluation at step 6 on one demo image
-  config.data.data_dir = str(tmp_path / 'tfds')
+  config.data.data_dir = mef_demo_data_dir
   config.no_reference_metrics = True          # every MEF metric, not only those against the demo target
   workdir = tmp_path / 'run'
   train.train_and_evaluate(config, str(workdir))
