@@ -23,7 +23,17 @@ def _session_compilation_cache() -> None:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 
+def _patient_cpu_collectives() -> None:
+  """No abort of a slow collective: the 8 virtual devices' threads share 2 cores with the other test worker and the
+  runs the tests start, so one collective can wait long for a core. XLA:CPU aborts a collective that waits longer
+  than its terminate timeout as stuck; a loaded machine is not a deadlock. Subprocesses inherit the flag."""
+  flag = "--xla_cpu_collective_call_terminate_timeout_seconds"
+  if flag not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}=600".strip()
+
+
 _session_compilation_cache()
+_patient_cpu_collectives()
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
