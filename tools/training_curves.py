@@ -1,10 +1,11 @@
 """Plots training runs' TensorBoard scalars against steps into one PNG (one panel per metric, one line per run).
 
   python tools/training_curves.py --run=with_MI=/tmp/mff --run=without_MI=/tmp/mff_nomi \
-      --metrics=lytro:test/Qabf,train/loss --out=docs/mff_training.png
+      --metrics=eval/lytro/gray/Qabf,train/loss --out=docs/figures/mff_training.png
 
-Reads the event files that `main.py` writes in a workdir (any `events.out.tfevents.*` below it). Needs
-matplotlib (`pip install matplotlib`; it is not a runtime dependency).
+Reads the event files that `main.py` writes in a workdir (any `events.out.tfevents.*` below it) and a carried
+`scalars.json` (as in `runs/`). Evaluation tags (`eval/…`) are never smoothed. Refuses to replace an existing PNG.
+Needs matplotlib (`pip install matplotlib`; it is not a runtime dependency).
 """
 import pathlib
 import sys
@@ -12,14 +13,27 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
 
+SCALARS_JSON = 'scalars.json'  # a run's scalars carried without its event files: {tag: [[step, value], ...]}
+
+
 def read_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-  """{tag: [(step, value), ...]} of every scalar summary under `workdir`, sorted by step (later files win)."""
-  from tensorboard.backend.event_processing import event_accumulator
-  from tensorboard.util import tensor_util
+  """{tag: [(step, value), ...]} of every scalar summary under `workdir`, sorted by step.
+
+  Reads `workdir/scalars.json` (a run moved between machines keeps its earlier scalars there, e.g. `runs/`) and
+  then the event files below `workdir`, in name order; a later source wins for the same tag and step.
+  """
+  import json
   files = sorted(workdir.rglob('events.out.tfevents.*'))
-  if not files:
-    raise FileNotFoundError(f'{workdir}: no TensorBoard event files (events.out.tfevents.*)')
+  carried = workdir / SCALARS_JSON
+  if not files and not carried.is_file():
+    raise FileNotFoundError(f'{workdir}: no TensorBoard event files (events.out.tfevents.*) nor {SCALARS_JSON}')
   out: dict[str, dict[int, float]] = {}
+  if carried.is_file():
+    for tag, points in json.loads(carried.read_text()).items():
+      out.setdefault(tag, {}).update({int(step): float(value) for step, value in points})
+  if files:
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
   for path in files:
     acc = event_accumulator.EventAccumulator(str(path), size_guidance={'tensors': 0, 'scalars': 0})
     acc.Reload()
@@ -46,7 +60,7 @@ def plot(runs: dict[str, dict], metrics: list[str], out: pathlib.Path, smooth: i
       if metric not in scalars:
         continue
       steps, values = map(np.asarray, zip(*scalars[metric]))
-      if smooth > 1 and len(values) > smooth and not metric.split('/')[0].endswith(':test'):
+      if smooth > 1 and len(values) > smooth and not metric.startswith('eval/'):
         values = np.convolve(values, np.ones(smooth) / smooth, mode='valid')
         steps = steps[smooth - 1:]
       ax.plot(steps, values, label=name, marker='o' if len(steps) < 30 else None, markersize=3)
@@ -65,9 +79,9 @@ PROG = 'training_curves'
 def define_flags(f) -> None:
   from absl import flags
   flags.DEFINE_multi_string('run', None, 'NAME=WORKDIR (repeatable)', required=True, flag_values=f)
-  flags.DEFINE_list('metrics', None, 'comma-separated tags, e.g. lytro:test/Qabf,train/loss', required=True,
+  flags.DEFINE_list('metrics', None, 'comma-separated tags, e.g. eval/lytro/gray/Qabf,train/loss', required=True,
                     flag_values=f)
-  flags.DEFINE_string('out', None, 'PNG to write', required=True, flag_values=f)
+  flags.DEFINE_string('out', None, 'PNG to write (refuses to replace an existing file)', required=True, flag_values=f)
   flags.DEFINE_integer('smooth', 1, 'moving average over N logged points (training tags)', lower_bound=1,
                        flag_values=f)
 
@@ -75,6 +89,9 @@ def define_flags(f) -> None:
 def main(argv=None) -> None:
   from mgdn_jax import cli
   args, _ = cli.parse(PROG, __doc__, define_flags, argv)
+  out = pathlib.Path(args.out)
+  if out.exists():
+    cli.fail(PROG, f'{out} exists: choose another --out')
   runs = {}
   for spec in args.run:
     name, sep, workdir = spec.partition('=')
@@ -89,7 +106,6 @@ def main(argv=None) -> None:
   if missing:
     known = sorted({t for r in runs.values() for t in r})
     cli.fail(PROG, f'no run has {", ".join(missing)} (tags: {", ".join(known)})')
-  out = pathlib.Path(args.out)
   plot(runs, metrics, out, args.smooth)
   print(f'wrote {out}')
 
