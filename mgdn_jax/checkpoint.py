@@ -123,17 +123,10 @@ def manager_options(config: ml_collections.ConfigDict, read_only: bool = False) 
       read_only=read_only, create=not read_only)
 
 
-class _NoReadOnlyNotice(logging.Filter):
-  """Drops orbax's warnings that a read-only manager is read-only (and so saves nothing): asked for, they tell a
-  user nothing."""
-
-  _NOTICES = ('Given directory is read only', 'CheckpointManagerOptions.read_only=True')
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(self._NOTICES)
-
-
-logging.getLogger('absl').addFilter(_NoReadOnlyNotice())  # orbax logs through absl's logger
+# orbax (through absl's logger) warns that a read-only manager is read-only and saves nothing: asked for by fuse and
+# evaluate, those warnings tell a user nothing.
+_READ_ONLY_NOTICES = ('Given directory is read only', 'CheckpointManagerOptions.read_only=True')
+logging.getLogger('absl').addFilter(lambda record: not record.getMessage().startswith(_READ_ONLY_NOTICES))
 
 
 def manager(config: ml_collections.ConfigDict, workdir: str, *, read_only: bool = False) -> ocp.CheckpointManager:
