@@ -5,6 +5,7 @@
   python benchmarks/aot_tpu.py --tasks=hdr --patch_sizes=128,256     # memory growth with the patch
   python benchmarks/aot_tpu.py --tasks=hdr --inference               # full-image forward (HDR: 1000×1500 per chip)
   python benchmarks/aot_tpu.py --topologies=v5e:2x2,v5p:2x2x1,v6e:2x2 --json_out=/tmp/aot.json
+  python benchmarks/aot_tpu.py --tasks=hdr --breakdown=20          # which layers the kernels and bytes come from
 
 Needs libtpu (the bench extra: `pip install -e .[bench]`); nothing runs on a TPU. What compiles is the training
 loop's own step, `train.build(config, mesh).step_fn`, for a ('data',) mesh over the compile-only devices of a TPU
@@ -41,7 +42,7 @@ import time
 # This host compiles; the targets are the topology's devices. Without it JAX would try to bring up a TPU here.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common, hlo_breakdown  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,7 @@ def _measure(jitted, args, mesh, images_per_chip: int, kind: str) -> dict:
   chips, device_kind = mesh.devices.size, mesh.devices.flat[0].device_kind
   chip = CHIPS.get(device_kind)
   m = compiled.memory_analysis()
+  text = compiled.as_text()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops, nbytes = float(cost.get('flops', 0.)), float(cost.get('bytes accessed', 0.))
@@ -138,7 +140,8 @@ def _measure(jitted, args, mesh, images_per_chip: int, kind: str) -> dict:
              code_bytes=m.generated_code_size_in_bytes, peak_bytes=getattr(m, 'peak_memory_in_bytes', 0),
              hbm_need_bytes=need, flops=flops, bytes_accessed=nbytes,
              jaxpr_flops=stats['jaxpr_flops'] / chips, xla_optimal_s=float(cost.get('optimal_seconds', 0.)),
-             **hlo_stats(compiled.as_text()))
+             **hlo_stats(text))
+  row['breakdown'] = hlo_breakdown.breakdown(text)
   row['host_calls'] = [t for t in row['custom_calls'] if _HOST_CALL.search(t)]
   if chip:
     floor_s = max(flops / (chip.bf16_tflops * 1e12), nbytes / (chip.hbm_gb_s * 1e9))
@@ -223,6 +226,14 @@ def _header() -> str:
                       for c in CHIPS.values()))
 
 
+def _print_breakdowns(rows: list[dict], top: int) -> None:
+  """Each compiled row's kernels and bytes by project function, its `top` heaviest (none for top=0)."""
+  for r in rows if top else ():
+    if 'breakdown' in r:
+      print(f"\n{r['task']} on {r['topology']}, {r['kind']} {r['images_per_chip']} × {r['size']} per chip:\n")
+      print(hlo_breakdown.table(r['breakdown'], r['bytes_accessed'], top=top))
+
+
 PROG = 'aot_tpu'
 
 
@@ -243,6 +254,8 @@ def define_flags(f) -> None:
   flags.DEFINE_bool('inference', False, 'compile the full-image inference forward instead of the train step',
                     flag_values=f)
   common.define_size('image', '', f'HxW of --inference (default per task: {IMAGE_SIZES})', f, optional=True)
+  flags.DEFINE_integer('breakdown', 0, "also print, per case, the N project functions whose kernels move the most "
+                       'bytes (benchmarks/hlo_breakdown.py; the JSON keeps all of them)', lower_bound=0, flag_values=f)
   flags.DEFINE_string('json_out', '', 'also write the rows as JSON here', flag_values=f)
   common.define_list('table_from', '', 'print the table of these --json_out files (comma-separated), compiling '
                      'nothing', f)
@@ -262,6 +275,7 @@ def main(argv=None) -> None:
       except (OSError, ValueError) as e:
         cli.fail(PROG, f'--table_from: {path}: {e}')
     print(table(rows))
+    _print_breakdowns(rows, args.breakdown)
     return
   if args.one:
     task, topology, batch, patch = args.one.split('|')
@@ -285,6 +299,7 @@ def main(argv=None) -> None:
           print(json.dumps(r), file=sys.stderr, flush=True)
   print(_header() + '\n')
   print(table(rows))
+  _print_breakdowns(rows, args.breakdown)
   if args.json_out:
     with open(args.json_out, 'w') as f:
       json.dump(rows, f, indent=1)
