@@ -9,8 +9,7 @@ Formats:
   imageio has no `.hdr` codec without the FreeImage binary), OpenEXR `.exr` when the `OpenEXR` package is installed;
 * depth in/out: `.npy` (float metres) and 16-bit PNG/TIFF (integer units, metres = value / depth_scale).
 
-Pillow truncates 16-bit colour PNGs to 8 bits, so those are written by the small PNG encoder below and read with
-TensorFlow's decoder (a declared dependency, imported only for that case).
+Pillow truncates 16-bit colour PNGs to 8 bits, so those go through `mgdn_jax.png16` instead.
 
 Every reader checks the image size from the file's header against one pixel limit, MAX_PIXELS, before it
 decodes anything, and integer pixels become floats in one step (`to_float32`), so decoding holds at most one float
@@ -26,18 +25,16 @@ import pathlib
 import struct
 import tempfile
 import warnings
-import zlib
 
 import numpy as np
 from PIL import Image
 import tifffile
 
-from mgdn_jax import rgbe
+from mgdn_jax import png16, rgbe
 
 LDR_SUFFIXES = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp', '.ppm')
 HDR_SUFFIXES = ('.hdr', '.exr')
 DEPTH_SUFFIXES = ('.npy', '.png', '.tif', '.tiff')
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # The largest image any reader decodes: PIL's own decompression-bomb bound (2 × Image.MAX_IMAGE_PIXELS), applied
 # to every format and bit depth (a 14000² 16-bit PNG compresses to about 1 MB and decodes to gigabytes).
 MAX_PIXELS = 178_956_970
@@ -136,7 +133,7 @@ def image_size(path, what: str = 'image') -> tuple[int, int]:
     if suffix == '.hdr' or head.startswith(rgbe.RADIANCE_MAGIC):
       h, w, _ = rgbe.parse_header(head)
       return _check_size(path, h, w, what)
-    if head.startswith(_PNG_SIGNATURE) and len(head) >= 24:
+    if head.startswith(png16.SIGNATURE) and len(head) >= 24:
       w, h = struct.unpack('>II', head[16:24])
       return _check_size(path, h, w, what)
     with warnings.catch_warnings():
@@ -167,12 +164,6 @@ def _reason(e: Exception) -> str:
   return f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "corrupt data"}'
 
 
-def _read_png16_colour(data: bytes) -> np.ndarray:
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # keep TensorFlow's start-up chatter off the console
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.io.decode_png(data, dtype=tf.uint16).numpy()
-
-
 def _pil_to_array(im: Image.Image) -> np.ndarray:
   if im.mode == 'P':
     im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
@@ -195,8 +186,8 @@ def read_array(path) -> np.ndarray:
       arr = tifffile.imread(path)
     else:
       data = path.read_bytes()
-      if data[:8] == _PNG_SIGNATURE and data[24:26] in (b'\x10\x02', b'\x10\x06'):  # IHDR: 16 bits, colour
-        arr = _read_png16_colour(data)  # PIL would cut these to 8 bits
+      if png16.is_png16_colour(data):
+        arr = png16.decode(data)  # PIL would cut these to 8 bits
       else:
         with warnings.catch_warnings():
           warnings.simplefilter('ignore', Image.DecompressionBombWarning)
@@ -261,24 +252,6 @@ def quantize(img: np.ndarray, bits: int) -> np.ndarray:
   return np.round(np.clip(img, 0., 1.) * top).astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-  return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff)
-
-
-def encode_png16(arr: np.ndarray) -> bytes:
-  """A 16-bit grey/RGB/RGBA PNG (filter 'Up' on every row, which suits natural images)."""
-  h, w = arr.shape[:2]
-  c = 1 if arr.ndim == 2 else arr.shape[2]
-  colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-  rows = np.ascontiguousarray(arr, '>u2').view(np.uint8).reshape(h, -1)
-  up = rows.copy()
-  up[1:] = rows[1:] - rows[:-1]  # uint8 arithmetic wraps modulo 256, as the PNG filter does
-  raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()
-  ihdr = struct.pack('>IIBBBBB', w, h, 16, colour_type, 0, 0, 0)
-  return (_PNG_SIGNATURE + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', zlib.compress(raw, 6))
-          + _png_chunk(b'IEND', b''))
-
-
 def write_image(path, img: np.ndarray, bits: int = 8) -> None:
   """Writes float `(H, W[, C])` in [0, 1] as PNG/TIFF (8 or 16 bits) or JPEG (8 bits)."""
   path = pathlib.Path(path)
@@ -294,7 +267,7 @@ def write_image(path, img: np.ndarray, bits: int = 8) -> None:
     if suffix in ('.tif', '.tiff'):
       tifffile.imwrite(f, arr, photometric='rgb' if arr.ndim == 3 else 'minisblack')
     elif bits == 16:
-      f.write(encode_png16(arr))
+      f.write(png16.encode(arr))
     elif suffix == '.png':
       Image.fromarray(arr).save(f, format='PNG')
     else:

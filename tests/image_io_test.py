@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 import tifffile
 
-from mgdn_jax import image_io
+from mgdn_jax import image_io, png16
 from mgdn_jax.image_io import InputError
 
 
@@ -237,7 +237,7 @@ def _small_files(folder, rng):
   Image.fromarray(img8).save(folder / 'a.png')
   Image.fromarray(img8).save(folder / 'a.jpg')
   Image.fromarray(img8).save(folder / 'a.bmp')
-  (folder / 'b.png').write_bytes(image_io.encode_png16(img16))
+  (folder / 'b.png').write_bytes(png16.encode(img16))
   tifffile.imwrite(folder / 'c.tif', img16, photometric='rgb')
   image_io.write_hdr(folder / 'd.hdr', img8 / 255.)
   np.save(folder / 'e.npy', np.ones((11, 10), np.float32))
