@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from mgdn_jax import checkpoint
+from mgdn_jax import checkpoint, flat_params
 from mgdn_jax import evaluation
 from mgdn_jax import kernels
 from mgdn_jax import microbatch
@@ -145,16 +145,20 @@ def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config:
   zeros = (jnp.zeros((), jnp.float32),) * 3 + (jax.tree.map(jnp.zeros_like, trainable),)
   loss, recon, mi, grads = microbatch.mean_over_microbatches(losses_and_grads, batch, rng, microbatches, zeros)
   grad_norm = global_norm(grads)
-  updates, opt_state = tx.update(grads, state['opt_state'], trainable)
-  new = optax.apply_updates(trainable, updates)
-  step = state['step'] + 1
-  candidate = {
-      'step': step, 'params': new['model'], 'mi_params': new['mi'], 'opt_state': opt_state,
-      'ema': train_state.ema_update(state['ema'], new['model'], config.ema_decay), 'bad_step': state['bad_step'],
-  }
+  # The elementwise update (Adam, EMA, guard) runs on one vector per parameter tree: a few kernels, not a few per
+  # parameter array (flat_params.py); the state keeps its per-array layout.
+  flat = flat_params.Flattener(state['params'], state['mi_params'])
+  old = flat.ravel({k: state[k] for k in ('params', 'mi_params', 'opt_state', 'ema')})
+  old_trainable = {'model': old['params'], 'mi': old['mi_params']}
+  updates, opt_state = tx.update(flat.ravel(grads), old['opt_state'], old_trainable)
+  new = optax.apply_updates(old_trainable, updates)
+  candidate = {'params': new['model'], 'mi_params': new['mi'], 'opt_state': opt_state,
+               'ema': train_state.ema_update(old['ema'], new['model'], config.ema_decay)}
   ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & (state['bad_step'] < 0)
-  new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), candidate, state)
-  new_state['bad_step'] = jnp.where((state['bad_step'] < 0) & ~ok, step, state['bad_step'])
+  guarded = jax.tree.map(lambda n, o: jnp.where(ok, n, o), candidate, old)
+  step = state['step'] + 1
+  new_state = dict(flat.unravel(guarded, {k: state[k] for k in guarded}), step=jnp.where(ok, step, state['step']),
+                   bad_step=jnp.where((state['bad_step'] < 0) & ~ok, step, state['bad_step']))
   metrics = TrainMetrics.single_from_model_output(
       loss=loss, recon=recon, mi=mi, grad_norm=grad_norm, learning_rate=schedule(state['step']))
   return new_state, metrics
