@@ -121,8 +121,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
 
 
 def _main(workdir, data_dir):
-  # The runs share the session's compilation cache (conftest): the step compiled in this process is not compiled
-  # again in each.
+  # The run shares the session's compilation cache (conftest): the step compiled in this process is not compiled
+  # again in it.
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES='8')
   cmd = [sys.executable, 'main.py', '--config=configs/mef.py:tiny', f'--workdir={workdir}',
          f'--config.data.data_dir={data_dir}']
