@@ -1,5 +1,5 @@
 """Checkpoints: exported-model round trip, EMA/best restore from a training workdir, and a training checkpoint
-written on 8 devices restored onto 4 and onto 1 device (subprocesses) with identical values."""
+written on 8 devices restored onto 4 and onto 1 device (in a 4-device subprocess) with identical values."""
 
 import os
 import pathlib
@@ -19,19 +19,21 @@ from mgdn_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# In a 4-device process: restores onto all 4 devices, then onto a mesh of the first one alone.
 _RESTORE = """
 import sys, numpy as np, jax, orbax.checkpoint as ocp
 from configs import mef
 from mgdn_jax import checkpoint, sharding, train
 config = mef.get_config('tiny')
-mesh = sharding.make_mesh()
-assert jax.device_count() == int(sys.argv[2])
-with checkpoint.manager(config, sys.argv[1], read_only=True) as manager:
-  state = manager.restore(2, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(train.build(config, mesh).abstract)))['state']
-leaves = jax.tree.leaves(state)
-assert all(x.sharding.mesh.devices.size == jax.device_count() for x in leaves)
-np.savez(sys.argv[3], *[np.asarray(x) for x in leaves])
+assert jax.device_count() == 4
+for devices in (4, 1):
+  mesh = sharding.make_mesh(jax.devices()[:devices])
+  with checkpoint.manager(config, sys.argv[1], read_only=True) as manager:
+    state = manager.restore(2, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(train.build(config, mesh).abstract)))['state']
+  leaves = jax.tree.leaves(state)
+  assert all(x.sharding.mesh.devices.size == devices for x in leaves)
+  np.savez(f'{sys.argv[2]}_{devices}.npz', *[np.asarray(x) for x in leaves])
 """
 
 
@@ -82,13 +84,12 @@ def test_8_device_checkpoint_restores_on_4_and_1(trained_like, tmp_path):
   with checkpoint.manager(config, workdir) as manager:
     manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   want = [np.asarray(x) for x in jax.tree.leaves(state)]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES='4', PYTHONPATH=str(REPO))
+  proc = subprocess.run([sys.executable, '-c', _RESTORE, workdir, str(tmp_path / 'restored')], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
   for devices in (4, 1):
-    out = tmp_path / f'restored_{devices}.npz'
-    env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_NUM_CPU_DEVICES=str(devices), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, '-c', _RESTORE, workdir, str(devices), str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.load(out)
+    got = np.load(tmp_path / f'restored_{devices}.npz')
     assert len(got.files) == len(want)
     for i, w in enumerate(want):
       np.testing.assert_array_equal(got[f'arr_{i}'], w)

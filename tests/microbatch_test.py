@@ -66,7 +66,7 @@ def test_microbatched_step_matches_whole_batch_step():
   for size in (16, 8):
     built = train.build(_config(16, size), mesh)
     data = sharding.global_batch(local, mesh)
-    compiled = built.step_fn.lower(train.create_state(built), data).compile()  # checked, then run: one compile
+    compiled = built.step_fn.lower(built.abstract, data).compile()  # checked, then run: one compile
     hlo = compiled.as_text()
     # The split keeps every row on its device: no all-to-all / all-gather, and no collective-permute beyond the
     # whole-batch step's own (GSPMD sends one zero-filled halo for a padding's gradient in both).
