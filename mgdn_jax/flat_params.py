@@ -1,10 +1,9 @@
 """Parameter-shaped trees as one flat vector each, for the elementwise end of a training step.
 
-Adam, the EMA and the non-finite guard are elementwise over the parameters. Written per parameter array they are a
-kernel per array and state tree on an accelerator: the paper HDR network has 507 arrays, and its training step
-compiled for a TPU spent 999 of its 3637 kernels on them (benchmarks/README.md, "Where the HDR step's kernels and
-bytes go"). Over one concatenated vector per tree they are a handful. Values are unchanged: every element goes
-through the same operations in the same order, only the arrays they live in differ.
+Adam, the EMA and the non-finite guard are elementwise over the parameters. Written per parameter array they
+compile to a kernel or two per array on an accelerator, hundreds per step for the paper networks (measured in
+benchmarks/README.md, "Where the HDR step's kernels and bytes go"); over one concatenated vector per tree they are a
+handful. Every element goes through the same operations, only the arrays it lives in differ.
 
 `Flattener(*likes)` knows the structures of the `likes` (e.g. the model's and the MI loss's Params); `ravel(tree)`
 replaces every subtree of `tree` that has one of those structures (params, gradients, Adam's μ and ν, the EMA) by
