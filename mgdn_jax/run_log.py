@@ -9,21 +9,30 @@ from mgdn_jax import evaluation
 
 
 class Progress:
-  """One readable line per log interval: step, loss, images/s over the interval, ETA at that pace."""
+  """One readable line per log interval: step, loss, images/s over the interval, ETA at that pace.
+
+  The pace is timed from the end of the first step (`compiled`), so the compile does not count as training time.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, step: int):
     self._total, self._batch = config.num_train_steps, config.batch_size
     self._step, self._time = step, time.time()
 
+  def compiled(self, step: int) -> None:
+    """`step`, the run's first, has finished (compile included): time the pace from here."""
+    self._step, self._time = step, time.time()
+
   def line(self, step: int, loss: float) -> str:
+    head = f'step {step}/{self._total}  loss {loss:.4f}'
+    if step <= self._step:
+      return f'{head}  (the first step, compile included)'
     now = time.time()
     rate = (step - self._step) / max(now - self._time, 1e-9)
     self._step, self._time = step, now
-    eta = (self._total - step) / rate if rate > 0 else float('inf')
-    hours, rest = divmod(int(eta), 3600) if eta != float('inf') else (0, 0)
-    eta_text = f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
-    return (f'step {step}/{self._total}  loss {loss:.4f}  {rate * self._batch:.1f} images/s  '
-            f'ETA {eta_text if eta != float("inf") else "?"}')
+    hours, rest = divmod(int((self._total - step) / rate), 3600)
+    eta = f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
+    images = rate * self._batch
+    return f'{head}  {images:.{1 if images >= 1 else 2}f} images/s  ETA {eta}'
 
 
 def log_outputs(workdir: str, manager) -> None:

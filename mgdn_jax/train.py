@@ -368,6 +368,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
       if step == initial_step + 1:
         jax.block_until_ready(state)
         logging.info('First step %d (compile + run) took %.1fs.', step, time.time() - start)
+        progress.compiled(step)
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
       for hook in hooks:
         hook(step)
