@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 import orbax.checkpoint as ocp
+from etils import epath
 
 from mgdn_jax import model as model_lib
 
@@ -232,11 +233,26 @@ def _set_aside(mgr: ocp.CheckpointManager, steps: list[int]) -> None:
     mgr.reload()
 
 
-def restore(mgr: ocp.CheckpointManager, abstract_state: Any, data_iter: Any) -> tuple[Any, int] | None:
+def _paths(tree: Any) -> set[tuple[str, ...]]:
+  """The leaves' key paths as strings: orbax's metadata stores tuples and named tuples as dicts."""
+  name = lambda k: str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k))))
+  return {tuple(map(name, path)) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _saved_paths(mgr: ocp.CheckpointManager, step: int) -> set[tuple[str, ...]]:
+  """`_paths` of the `state` item saved at `step`, from its metadata (no array is read)."""
+  where = epath.Path(mgr.directory) / str(step) / 'state'
+  return _paths(ocp.PyTreeCheckpointHandler().metadata(where).tree)
+
+
+def restore(mgr: ocp.CheckpointManager, abstract_state: Any, data_iter: Any, *,
+            older_layout: tuple[Any, Callable[[Any], Any]] | None = None) -> tuple[Any, int] | None:
   """Training resume: the newest intact checkpoint restored into `abstract_state` (ShapeDtypeStructs with their
   target sharding) and `data_iter` (its position set in place). None when the workdir holds no checkpoint.
 
-  Unreadable newer steps are warned about and set aside (see `_set_aside`).
+  `older_layout` = (abstract, convert): a checkpoint saved with the tree structure of that abstract state (an
+  earlier layout of the same values) is read into it and passed through `convert`, so a layout change never sets
+  a user's checkpoints aside. Unreadable newer steps are warned about and set aside (see `_set_aside`).
   Raises:
     CheckpointError: checkpoints exist but none can be read.
   """
@@ -246,9 +262,13 @@ def restore(mgr: ocp.CheckpointManager, abstract_state: Any, data_iter: Any) -> 
     return None
 
   def read(step):
-    return mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iter)))['state']
+    target, convert = abstract_state, lambda state: state
+    if older_layout is not None and _saved_paths(mgr, step) == _paths(older_layout[0]):
+      target, convert = older_layout
+      log.info('checkpoint step %d has an earlier state layout; converting it as it is read.', step)
+    return convert(mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=grain.checkpoint.CheckpointRestore(data_iter)))['state'])
 
   step, state, unreadable = _first_intact(str(mgr.directory), steps, read)
   _set_aside(mgr, unreadable)

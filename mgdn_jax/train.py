@@ -323,7 +323,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
 
   built = build(config, mesh)
   manager = checkpoint.manager(config, workdir)
-  restored = checkpoint.restore(manager, built.abstract, train_iter)
+  restored = checkpoint.restore(
+      manager, built.abstract, train_iter,
+      older_layout=(train_state.per_array_opt_state(built.abstract, built.tx),
+                    lambda old: train_state.upgrade_opt_state(old, built.abstract)))
   if restored is None:
     state = create_state(built)
     if config.init_weights:

@@ -4,7 +4,12 @@ The state is a plain dict of pure-dict pytrees so that orbax checkpoints (checkp
 `checkpoint.load_model` can restore only `ema` (or `params`) from a training checkpoint:
 
   {'step': int32 (), 'params': model Params, 'mi_params': MaskedMILoss Params,
-   'opt_state': optax state of {'model', 'mi'}, 'ema': model Params, 'bad_step': int32 ()}
+   'opt_state': optax state of {'model': (P,), 'mi': (Q,)}, 'ema': model Params, 'bad_step': int32 ()}
+
+Adam's moments are kept flat, one vector per parameter tree in `flat_params` order (`optimizer_view`): the step's
+update runs on flat vectors anyway, and each array the step writes back into a per-array tree costs it slices
+(on an accelerator, kernels). The weights (`params`, `ema`) stay per array: the model and every reader use them.
+Checkpoints with per-array moments (written before this layout) are read through `upgrade_opt_state`.
 
 `bad_step` is -1 while every loss and gradient was finite, else the first step that was not; once set the step
 leaves the state untouched, so the last good weights are what a checkpoint or an error report sees.
@@ -18,6 +23,7 @@ import ml_collections
 from flax import nnx
 import optax
 
+from mgdn_jax import flat_params
 from mgdn_jax import model as model_lib
 
 State = dict[str, Any]
@@ -81,12 +87,32 @@ def init_fn(config: ml_collections.ConfigDict,
         'step': jnp.zeros((), jnp.int32),
         'params': params,
         'mi_params': mi_params,
-        'opt_state': tx.init({'model': params, 'mi': mi_params}),
+        'opt_state': tx.init(optimizer_view(params, mi_params)),
         'ema': jax.tree.map(jnp.copy, params),  # KAIR: E starts as a copy of G
         'bad_step': jnp.full((), -1, jnp.int32),
     }
 
   return init
+
+
+def optimizer_view(params: Any, mi_params: Any) -> dict[str, jax.Array]:
+  """{'model': (P,), 'mi': (Q,)}: the two parameter trees as the flat vectors Adam steps on."""
+  return flat_params.Flattener(params, mi_params).ravel({'model': params, 'mi': mi_params})
+
+
+def per_array_opt_state(abstract: State, tx: optax.GradientTransformation) -> State:
+  """`abstract` (ShapeDtypeStructs) with Adam's moments per parameter array: the layout of older checkpoints."""
+  per_array = jax.eval_shape(tx.init, {'model': abstract['params'], 'mi': abstract['mi_params']})
+  replicated = jax.tree.leaves(abstract['opt_state'])[0].sharding
+  per_array = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), per_array)
+  return dict(abstract, opt_state=per_array)
+
+
+def upgrade_opt_state(state: State, abstract: State) -> State:
+  """A state read in the `per_array_opt_state` layout, with its moments flattened as `abstract` lays them out."""
+  flat = flat_params.Flattener(state['params'], state['mi_params']).ravel(state['opt_state'])
+  placed = jax.tree.map(lambda x, a: jax.device_put(x, a.sharding), flat, abstract['opt_state'])
+  return dict(state, opt_state=placed)
 
 
 def ema_update(ema: Any, params: Any, decay: float) -> Any:

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -16,6 +17,7 @@ from mgdn_jax import checkpoint
 from mgdn_jax import model as model_lib
 from mgdn_jax import sharding
 from mgdn_jax import train
+from mgdn_jax import train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -127,3 +129,37 @@ def test_read_only_open_logs_no_orbax_notice(tmp_path, caplog):
     with checkpoint.manager(mef.get_config('tiny'), tmp_path, read_only=True) as manager:
       assert manager.latest_step() is None
   assert not [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+
+
+def test_resume_reads_a_checkpoint_with_per_array_adam_moments(trained_like, tmp_path):
+  """Checkpoints written with Adam's moments per parameter array resume with the same values, flattened, at the
+  same data position (a layout change must never set a user's checkpoints aside as unreadable)."""
+  config, mesh, state = trained_like
+  built = train.build(config, mesh)
+  older = train_state.per_array_opt_state(built.abstract, built.tx)
+  moments = built.tx.init({'model': state['params'], 'mi': state['mi_params']})
+  moments = jax.tree_util.tree_map_with_path(  # distinct values per leaf and element
+      lambda path, x: x + 0.01 * len(str(path)) + jax.numpy.arange(x.size, dtype=x.dtype).reshape(x.shape)
+      if jax.numpy.issubdtype(x.dtype, jax.numpy.floating) else x + 3, moments)
+  old_state = dict(state, opt_state=moments)
+  assert jax.tree.structure(old_state) == jax.tree.structure(older) != jax.tree.structure(built.abstract)
+  data = iter(grain.MapDataset.range(10).to_iter_dataset())
+  next(data), next(data)
+  workdir = str(tmp_path / 'run')
+  with checkpoint.manager(config, workdir) as manager:
+    checkpoint.save(manager, 2, old_state, data)
+  resumed_data = iter(grain.MapDataset.range(10).to_iter_dataset())
+  with checkpoint.manager(config, workdir) as manager:
+    restored, step = checkpoint.restore(
+        manager, built.abstract, resumed_data,
+        older_layout=(older, lambda s: train_state.upgrade_opt_state(s, built.abstract)))
+  assert step == 2 and next(resumed_data) == 2
+  assert not (tmp_path / 'run' / checkpoint.CORRUPT_DIR).exists()
+  assert jax.tree.structure(restored) == jax.tree.structure(built.abstract)
+  jax.tree.map(lambda x, a: (x.shape, x.sharding) == (a.shape, a.sharding) or pytest.fail(str(a)),
+               restored, built.abstract)
+  mu = moments[0].mu
+  want = np.concatenate([np.ravel(x) for x in jax.tree.leaves(mu['model'])])
+  np.testing.assert_array_equal(np.asarray(restored['opt_state'][0].mu['model']), want)
+  assert int(restored['opt_state'][0].count) == int(moments[0].count)
+  jax.tree.map(np.testing.assert_array_equal, restored['params'], state['params'])
