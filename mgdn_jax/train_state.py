@@ -9,7 +9,7 @@ The state is a plain dict of pure-dict pytrees so that orbax checkpoints (checkp
 Adam's moments are kept flat, one vector per parameter tree in `flat_params` order (`optimizer_view`): the step's
 update runs on flat vectors anyway, and each array the step writes back into a per-array tree costs it slices
 (on an accelerator, kernels). The weights (`params`, `ema`) stay per array: the model and every reader use them.
-Checkpoints with per-array moments (written before this layout) are read through `upgrade_opt_state`.
+A checkpoint with per-array moments is read through `per_array_opt_state` and `upgrade_opt_state`.
 
 `bad_step` is -1 while every loss and gradient was finite, else the first step that was not; once set the step
 leaves the state untouched, so the last good weights are what a checkpoint or an error report sees.
