@@ -14,6 +14,7 @@ Raw examples are dicts of numpy arrays as the dataset builders store them: `imag
 [+ `exposures` (K,) for HDR] [+ `target`], or `rgb` (H, W, 3) + `depth` (h, w) for GDSR. Only numpy is imported at
 module level, so the CLIs can import this before parsing their arguments.
 """
+import abc
 import dataclasses
 from typing import Mapping, Sequence
 
@@ -40,7 +41,7 @@ def _rgb(x: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
+class Task(abc.ABC):
   """One task's rules. Subclasses implement encoding, scoring and outputs of their kind of task."""
   name: str
   num_streams: int
@@ -89,9 +90,9 @@ class Task:
     from data_pipelines import transforms  # pylint: disable=g-import-not-at-top
     return transforms.ALL_MODES
 
+  @abc.abstractmethod
   def encode(self, raw: Mapping, scale: int | None = None) -> dict[str, np.ndarray]:
     """Raw example → {'stream_k': (H, W, C_k) float32, ['target': (H, W, C_out)], [GDSR: depth_min/max]}."""
-    raise NotImplementedError
 
   # --------------------------------------------------------------------------------------------- metrics
   def best_metric(self, has_target: bool) -> tuple[str, str]:
@@ -107,10 +108,10 @@ class Task:
     """The network's float (H, W, C_out) output as the official evaluation scores it."""
     return pred
 
+  @abc.abstractmethod
   def score(self, scene, output: np.ndarray, modes: Sequence[str], crop: int,
             no_reference: bool = True) -> dict[str, dict[str, float]]:
     """{mode: {metric: value}} of one output (`model_output` form) on one `metrics.scenes.Scene`."""
-    raise NotImplementedError
 
   # --------------------------------------------------------------------------------------------- outputs
   def report_image(self, output: np.ndarray) -> np.ndarray:
@@ -140,10 +141,10 @@ class Task:
     """Files the fuse CLI writes for one result at `path` (checked for writability before any work)."""
     return [path]
 
+  @abc.abstractmethod
   def write_output(self, path, output: np.ndarray, *, bits: int, depth_range=None, depth_scale: float = 1000.,
                    out_bits: int | None = None) -> None:
     """Writes one fuse CLI result (`output` (H, W, C_out) float32 from the model)."""
-    raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
