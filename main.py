@@ -73,6 +73,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed:
     jax.distributed.initialize()
+  from mgdn_jax import run_config  # pylint: disable=g-import-not-at-top
   from mgdn_jax import train  # pylint: disable=g-import-not-at-top
   from mgdn_jax import workdir_lock  # pylint: disable=g-import-not-at-top
   logging.info('JAX process %d/%d, %d local / %d global devices (%s)', jax.process_index(), jax.process_count(),
@@ -84,7 +85,7 @@ def main(argv):
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       from mgdn_jax import evaluation  # pylint: disable=g-import-not-at-top
-      config = FLAGS.config if FLAGS.config is not None else train.workdir_config(FLAGS.workdir)
+      config = FLAGS.config if FLAGS.config is not None else run_config.workdir_config(FLAGS.workdir)
       print(evaluation.format_scalars(train.evaluate_workdir(config, FLAGS.workdir)), flush=True)
   except (*_USER_ERRORS, workdir_lock.WorkdirBusyError) as e:
     if FLAGS.traceback:

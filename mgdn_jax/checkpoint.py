@@ -21,7 +21,6 @@ What a run can rely on:
 This module imports no training code: inference loads a model through it with the model definition alone.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -36,8 +35,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from mgdn_jax import model as model_lib
+from mgdn_jax import run_config
 
-CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
 CHECKPOINTS_DIR = 'checkpoints'
 CORRUPT_DIR = 'corrupt_checkpoints'
@@ -52,50 +51,6 @@ class CheckpointError(ValueError):
 
 class NonFiniteStateError(FloatingPointError):
   """A training state with NaN/inf that `save` refused to write (one-line message)."""
-
-
-# ---------------------------------------------------------------------------------------------------- config
-
-
-def _tuplify(x: Any) -> Any:
-  """JSON turns tuples into lists; the model configs use tuples (hashable, static under jit)."""
-  if isinstance(x, dict):
-    return {k: _tuplify(v) for k, v in x.items()}
-  if isinstance(x, list):
-    return tuple(_tuplify(v) for v in x)
-  return x
-
-
-def config_to_json(config: ml_collections.ConfigDict) -> str:
-  return config.to_json_best_effort(indent=2, sort_keys=True)
-
-
-def config_from_json(text: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(_tuplify(json.loads(text)))
-
-
-def write_config(directory: str, config: ml_collections.ConfigDict) -> None:
-  """Writes `<directory>/config.json` (process 0 only in multi-process runs)."""
-  if jax.process_index() != 0:
-    return
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, CONFIG_FILE)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(config_to_json(config))
-  os.replace(tmp, path)  # atomic: a killed run never leaves half a config behind
-
-
-def read_config(directory: str) -> ml_collections.ConfigDict:
-  path = os.path.join(directory, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {directory!r} is neither an exported model (save_model) '
-                            'nor a training workdir.')
-  try:
-    with open(path) as f:
-      return config_from_json(f.read())
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f'{path} is not valid JSON ({e}).') from None
 
 
 # --------------------------------------------------------------------------------------------------- manager
@@ -321,7 +276,7 @@ def save_model(directory: str, model: nnx.Module, config: ml_collections.ConfigD
   if bad:
     raise NonFiniteStateError(f'not exporting to {directory}: {len(bad)} weight arrays are non-finite '
                               f'(first: {bad[0]}).')
-  write_config(directory, config)
+  run_config.write_config(directory, config)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(params_path, params)
 
@@ -367,7 +322,7 @@ def load(directory: str, *, step: int | None = None, use_ema: bool = True, dtype
       raise CheckpointError(str(e)) from None
     return Loaded(model, config, None)
   directory = os.path.abspath(os.fspath(directory))
-  config = read_config(directory)
+  config = run_config.read_config(directory)
   if dtype is not None:
     config.model.dtype = dtype
   abstract = model_lib.create_model(config.model, abstract=True)
@@ -399,7 +354,7 @@ def load(directory: str, *, step: int | None = None, use_ema: bool = True, dtype
       step, params, _ = _first_intact(str(mgr.directory), steps, read)
     where = os.path.join(directory, CHECKPOINTS_DIR, str(step))
   else:
-    raise FileNotFoundError(f'{directory} has {CONFIG_FILE} but neither {PARAMS_DIR}/ (exported model) nor '
+    raise FileNotFoundError(f'{directory} has {run_config.CONFIG_FILE} but neither {PARAMS_DIR}/ (exported model) nor '
                             f'{CHECKPOINTS_DIR}/ (training workdir).')
   bad = _non_finite_leaves(params)
   if bad:

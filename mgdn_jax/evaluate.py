@@ -27,6 +27,7 @@ from absl import flags
 from mgdn_jax import cli
 from mgdn_jax import evaluation
 from mgdn_jax import platform
+from mgdn_jax import run_config
 from mgdn_jax import tasks
 from mgdn_jax.metrics import folders
 from mgdn_jax.metrics import scenes as scenes_lib
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checkpoint:
       from mgdn_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
       # A training workdir is evaluated with the weights its training evaluated (EMA unless the config says not).
-      use_ema = checkpoint_lib.read_config(folder).get('eval_use_ema', True) if folder else True
+      use_ema = run_config.read_config(folder).get('eval_use_ema', True) if folder else True
       model, config = checkpoint_lib.load_model(args.checkpoint, step=args.step, use_ema=use_ema)
       if args.task and args.task != config.task:
         raise ValueError(f'--task={args.task} but the checkpoint {args.checkpoint} is a {config.task} model')

@@ -7,7 +7,6 @@ preemption) continues with exactly the batch it would have seen. Loss (paper eq.
 """
 
 import functools
-import json
 import os
 import signal
 import time
@@ -29,15 +28,12 @@ from mgdn_jax import evaluation
 from mgdn_jax import kernels
 from mgdn_jax import microbatch
 from mgdn_jax import platform
+from mgdn_jax import run_config
 from mgdn_jax import run_log
 from mgdn_jax import sharding
 from mgdn_jax import tasks
 from mgdn_jax import train_state
 from mgdn_jax import workdir_lock
-
-# Fields whose change makes an existing checkpoint unusable (different state tree or different problem).
-_STRUCTURAL = ('task', 'model', 'mi_bins', 'mi_mask_hidden', 'grad_clip_norm')
-
 
 @flax.struct.dataclass
 class TrainMetrics(clu_metrics.Collection):
@@ -70,37 +66,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'config.{field}={config[field]}: must be >= 1.')
   if not 0. <= config.ema_decay < 1.:
     raise ValueError(f'config.ema_decay={config.ema_decay}: must be in [0, 1).')
-
-
-def _as_json(value: Any) -> Any:
-  """A config value as config.json stores it (tuples → lists, ConfigDict → dict), so old and new compare."""
-  return json.loads(checkpoint.config_to_json(ml_collections.ConfigDict({'v': value})))['v']
-
-
-def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a workdir whose checkpoints were written for a different model/task."""
-  if not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
-    return
-  old = checkpoint.read_config(workdir)
-  diffs = []
-  for field in _STRUCTURAL:
-    a, b = _as_json(old.get(field)), _as_json(config.get(field))
-    if isinstance(a, dict) and isinstance(b, dict):
-      diffs += [f'{field}.{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    elif a != b:
-      diffs.append(f'{field}: {a!r} -> {b!r}')
-  if diffs:
-    raise ValueError(f'workdir {workdir} was trained with another config: {"; ".join(diffs)} (workdir -> yours). '
-                     f'Drop --config to use the workdir\'s own ({checkpoint.CONFIG_FILE}), undo these overrides, '
-                     'or train this config in a new --workdir.')
-
-
-def workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with (its config.json); one-line error when there is none."""
-  if not os.path.exists(os.path.join(workdir, checkpoint.CONFIG_FILE)):
-    raise FileNotFoundError(f'{workdir} holds no {checkpoint.CONFIG_FILE}: not a training workdir '
-                            '(give --config, or the --workdir of a run).')
-  return checkpoint.read_config(workdir)
 
 
 def _recon_loss(config, fused, target):
@@ -230,7 +195,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   Keyed by the mesh itself, not its device ids: the compile-only devices of a TPU topology (benchmarks/aot_tpu.py)
   number from 0 like the host's CPU devices, so ids alone would hand a TPU mesh the CPU mesh's plan and shardings.
   """
-  key = (checkpoint.config_to_json(config), mesh)
+  key = (run_config.config_to_json(config), mesh)
   if key in _BUILT:
     return _BUILT[key]
   plan = platform.train_plan(config, mesh)
@@ -271,7 +236,7 @@ def init_from_weights(config: ml_collections.ConfigDict, state: train_state.Stat
   The weights must be of the same network (`config.model` up to the compute dtype); the optimizer starts fresh.
   """
   loaded, wconfig = checkpoint.load_model(config.init_weights)
-  mine, theirs = _as_json(config.model), _as_json(wconfig.model)
+  mine, theirs = run_config.as_json(config.model), run_config.as_json(wconfig.model)
   diffs = sorted(k for k in set(mine) | set(theirs) if k != 'dtype' and mine.get(k) != theirs.get(k))
   if diffs:
     raise ValueError(f'config.init_weights={config.init_weights!r} is a different network (model.'
@@ -314,12 +279,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
   from data_pipelines import input_pipeline  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size, mesh)
-  check_workdir_compatible(config, workdir)
+  run_config.check_workdir_compatible(config, workdir)
   # Missing datasets fail now, in one line, not after the first compile (train) or hours later (eval sets).
   train_iter = input_pipeline.create_train_iter(config, jax.process_index(), jax.process_count())
   for spec in config.data.eval_datasets:
     next(iter(input_pipeline.create_eval_iter(config, spec)), None)
-  checkpoint.write_config(workdir, config)
+  run_config.write_config(workdir, config)
 
   built = build(config, mesh)
   manager = checkpoint.manager(config, workdir)
@@ -413,7 +378,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, step: int 
   """
   validate_config(config)
   workdir = os.path.abspath(workdir)
-  check_workdir_compatible(config, workdir)
+  run_config.check_workdir_compatible(config, workdir)
   model, _, step = checkpoint.load(workdir, step=step, use_ema=config.eval_use_ema)
   out_dir = os.path.join(workdir, 'eval', f'step_{step}')
   weights = 'ema' if config.eval_use_ema else 'params'

@@ -15,6 +15,7 @@ import pytest
 from configs import mef
 from mgdn_jax import checkpoint
 from mgdn_jax import model as model_lib
+from mgdn_jax import run_config
 from mgdn_jax import sharding
 from mgdn_jax import train
 from mgdn_jax import train_state
@@ -66,7 +67,7 @@ def test_export_round_trip(tmp_path):
 def test_load_model_from_workdir_picks_best_ema(trained_like, tmp_path):
   config, _, state = trained_like
   workdir = str(tmp_path / 'run')
-  checkpoint.write_config(workdir, config)
+  run_config.write_config(workdir, config)
   metric = config.best_metric
   with checkpoint.manager(config, workdir) as manager:
     for step, score, offset in ((2, 30., 0.), (4, 10., 5.)):  # step 2 is best (max), step 4 latest
@@ -108,7 +109,7 @@ print(' '.join(sorted(m for m in sys.modules if m.startswith(('mgdn_jax', 'data_
 def test_loading_a_model_imports_no_training_code(trained_like, tmp_path):
   config, _, state = trained_like
   workdir = str(tmp_path / 'run')
-  checkpoint.write_config(workdir, config)
+  run_config.write_config(workdir, config)
   with checkpoint.manager(config, workdir) as manager:
     manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))

@@ -11,7 +11,7 @@ from configs import gdsr
 from configs import hdr
 from configs import mef
 from configs import mff
-from mgdn_jax import checkpoint
+from mgdn_jax import run_config
 from mgdn_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_missing_dataset_says_how_to_prepare(tmp_path):
 
 def test_incompatible_workdir(tmp_path):
   old = mef.get_config('tiny')
-  checkpoint.write_config(str(tmp_path), old)
+  run_config.write_config(str(tmp_path), old)
   new = mef.get_config('tiny')
   new.model.embed_dim = 24
   with pytest.raises(ValueError, match=r'trained with another config: model.embed_dim: 12 -> 24 \(workdir -> yours\)'):

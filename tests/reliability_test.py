@@ -33,6 +33,7 @@ from mgdn_jax import checkpoint
 from mgdn_jax import fuse
 from mgdn_jax import inference
 from mgdn_jax import model as model_lib
+from mgdn_jax import run_config
 from mgdn_jax import sharding
 from mgdn_jax import train
 from mgdn_jax import workdir_lock
@@ -63,7 +64,7 @@ def _at_step(state, step):
 def _workdir(tmp_path, state, steps=(2, 4)):
   """A workdir holding a checkpoint at each of `steps` (the data iterator advanced `step` elements)."""
   workdir = str(tmp_path / 'run')
-  checkpoint.write_config(workdir, CONFIG)
+  run_config.write_config(workdir, CONFIG)
   with checkpoint.manager(CONFIG, workdir) as mgr:
     for step in steps:
       checkpoint.save(mgr, step, _at_step(state, step), _data_iter(step))

@@ -21,6 +21,7 @@ import pytest
 from configs import mef
 from data_pipelines import input_pipeline
 from mgdn_jax import checkpoint
+from mgdn_jax import run_config
 from mgdn_jax import sharding
 from mgdn_jax import train
 
@@ -90,7 +91,7 @@ def test_train_evaluate_checkpoint_preempt_resume(data_dir, tmp_path, monkeypatc
   for tag in (b'train/loss', b'train/mi_loss', b'train/grad_norm', b'train/learning_rate',
               b'eval/mgdn_demo/mef/PSNR_gt', b'eval/mgdn_demo/mef/fused_0'):
     assert tag in events, tag
-  assert checkpoint.read_config(workdir).model.to_dict() == config.model.to_dict()
+  assert run_config.read_config(workdir).model.to_dict() == config.model.to_dict()
 
   # The exported view of the workdir: EMA weights of the best (only evaluated) step.
   model, loaded_config = checkpoint.load_model(workdir)

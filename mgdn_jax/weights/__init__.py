@@ -72,7 +72,7 @@ def export(path: str | os.PathLike, model, config, info: dict[str, Any] | None =
 
   Never replaces an existing file; refuses non-finite parameters; the file appears only once complete.
   """
-  from mgdn_jax import checkpoint
+  from mgdn_jax import run_config
   path = pathlib.Path(path).expanduser()
   if path.suffix != '.npz':
     raise ValueError(f'{path}: weights files end in .npz')
@@ -82,7 +82,7 @@ def export(path: str | os.PathLike, model, config, info: dict[str, Any] | None =
   bad = [k for k, v in arrays.items() if not np.isfinite(v).all()]
   if bad:
     raise FloatingPointError(f'not exported: {len(bad)} parameters are not finite (first: {bad[0]})')
-  arrays.update(__format__=np.asarray(FORMAT), __config__=np.asarray(checkpoint.config_to_json(config)),
+  arrays.update(__format__=np.asarray(FORMAT), __config__=np.asarray(run_config.config_to_json(config)),
                 __info__=np.asarray(json.dumps(info or {}, sort_keys=True)))
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
@@ -97,13 +97,13 @@ def export(path: str | os.PathLike, model, config, info: dict[str, Any] | None =
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:
   """(parameters by key, config, info) of a weights file; one-line ValueError when it is not one."""
-  from mgdn_jax import checkpoint
+  from mgdn_jax import run_config
   try:
     with np.load(path, allow_pickle=False) as z:
       files = set(z.files)
       if '__format__' not in files or str(z['__format__']) != FORMAT:
         raise ValueError(f'{path}: not an MGDN-JAX weights file (no {FORMAT!r} marker)')
-      config = checkpoint.config_from_json(str(z['__config__']))
+      config = run_config.config_from_json(str(z['__config__']))
       info = json.loads(str(z['__info__'])) if '__info__' in files else {}
       params = {k: z[k] for k in files if k not in _META}
   except ValueError:
