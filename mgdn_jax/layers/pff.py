@@ -8,14 +8,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgdn_jax.kernels import gelu
+from mgdn_jax.kernels import attention_tpu, gelu
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
 from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
                           window_reverse)
 
 
 class WindowAttention(nnx.Module):
-  """W-MSA with relative position bias.  (N, nW, T, C) windows (+ optional (nW, T, T) mask) → same shape."""
+  """W-MSA with relative position bias.  (N, nW, T, C) windows (+ optional (nW, T, T) mask) → same shape.
+
+  `attention_kernel` picks how the attention core runs ('xla': `ops.window_attention`; 'pallas_tpu': one Pallas
+  kernel per direction, `kernels.attention_tpu`, over the images split across `mesh`); `use_attention_kernel` sets
+  both (the training step does, from its plan).
+  """
 
   def __init__(self, dim: int, window_size: int, num_heads: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
     if dim % num_heads:
@@ -27,16 +32,30 @@ class WindowAttention(nnx.Module):
         normal_02(rngs.params(), ((2 * window_size - 1) ** 2, num_heads), jnp.float32))
     self.qkv = linear(dim, 3 * dim, rngs=rngs, dtype=dtype)
     self.proj = linear(dim, dim, rngs=rngs, dtype=dtype)
+    self.attention_kernel = attention_tpu.XLA
+    self.mesh = None
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     n, nw, t, c = x.shape
     hd = c // self.num_heads
-    # qkv channels are [q | k | v], each head-major; one transpose gives all three as (N, nW, heads, T, hd).
-    q, k, v = self.qkv(x).reshape(n, nw, t, 3, self.num_heads, hd).transpose(3, 0, 1, 4, 2, 5)
     index = relative_position_index(self.window_size).reshape(-1)
     bias = self.relative_position_bias_table[...][index].reshape(t, t, self.num_heads).transpose(2, 0, 1)
+    if self.attention_kernel == attention_tpu.PALLAS_TPU:
+      interpret = self.mesh is None or self.mesh.devices.flat[0].platform != 'tpu'
+      return self.proj(attention_tpu.window_attention_qkv(self.qkv(x), bias, mask, num_heads=self.num_heads,
+                                                          scale=self.scale, mesh=self.mesh, interpret=interpret))
+    # qkv channels are [q | k | v], each head-major; one transpose gives all three as (N, nW, heads, T, hd).
+    q, k, v = self.qkv(x).reshape(n, nw, t, 3, self.num_heads, hd).transpose(3, 0, 1, 4, 2, 5)
     out = window_attention(q * self.scale, k, v, bias, mask)  # (N, nW, heads, T, hd)
     return self.proj(out.transpose(0, 1, 3, 2, 4).reshape(n, nw, t, c))
+
+
+def use_attention_kernel(module: nnx.Module, kernel: str, mesh: jax.sharding.Mesh | None = None) -> None:
+  """Sets how every WindowAttention in `module` runs: `kernel` in attention_tpu.ATTENTION, over `mesh`'s devices
+  (off a TPU mesh the Pallas kernels run in Pallas's interpreter: for tests, not speed)."""
+  if kernel not in attention_tpu.ATTENTION:
+    raise ValueError(f'window attention kernel {kernel!r}: must be one of {attention_tpu.ATTENTION}')
+  module.set_attributes(WindowAttention, attention_kernel=kernel, mesh=mesh, raise_if_not_found=False)
 
 
 class LocalContextExtractor(nnx.Module):

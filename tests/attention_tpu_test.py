@@ -1,0 +1,79 @@
+"""kernels/attention_tpu.py: the Pallas window attention (run in Pallas's interpreter here) gives ops.window_attention's
+values and gradients, with and without the shift mask, on one device and with the images split over 8; and a
+training step that uses it matches the XLA path's."""
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import mef
+from mgdn_jax import sharding
+from mgdn_jax import train
+from mgdn_jax.kernels import attention_tpu
+from mgdn_jax.layers import pff
+from mgdn_jax.ops import window_attention
+
+N, NW, T, C, HEADS = 8, 4, 16, 12, 2
+SCALE = (C // HEADS) ** -0.5
+
+
+def _reference(qkv, bias, mask):
+  q, k, v = qkv.reshape(N, NW, T, 3, HEADS, C // HEADS).transpose(3, 0, 1, 4, 2, 5)
+  return window_attention(q * SCALE, k, v, bias, mask).transpose(0, 1, 3, 2, 4).reshape(N, NW, T, C)
+
+
+@pytest.mark.parametrize('masked', [True, False])
+@pytest.mark.parametrize('split', [False, True])
+def test_values_and_gradients_match_the_xla_attention(masked, split):
+  rng = np.random.default_rng(0)
+  qkv = jnp.asarray(rng.standard_normal((N, NW, T, 3 * C)), jnp.float32)
+  bias = jnp.asarray(rng.standard_normal((HEADS, T, T)), jnp.float32)
+  mask = jnp.asarray(np.where(rng.random((NW, T, T)) < 0.2, -100., 0.), jnp.float32) if masked else None
+  cotangent = jnp.asarray(rng.standard_normal((N, NW, T, C)), jnp.float32)
+  mesh = sharding.make_mesh() if split else None
+  ours = lambda a, b: attention_tpu.window_attention_qkv(a, b, mask, num_heads=HEADS, scale=SCALE, mesh=mesh,
+                                                         interpret=True)
+  theirs = lambda a, b: _reference(a, b, mask)
+  grads = lambda fn: jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(fn(a, b) * cotangent), argnums=(0, 1)))
+  np.testing.assert_allclose(jax.jit(ours)(qkv, bias), theirs(qkv, bias), atol=2e-6)
+  (value, (dqkv, dbias)), (ref_value, (ref_dqkv, ref_dbias)) = grads(ours)(qkv, bias), grads(theirs)(qkv, bias)
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  np.testing.assert_allclose(dqkv, ref_dqkv, atol=5e-6)
+  np.testing.assert_allclose(dbias, ref_dbias, atol=5e-6)  # summed over all 8 devices' windows when split
+
+
+def test_windows_per_step_divides_the_images_windows():
+  assert attention_tpu.windows_per_step(256, 64) == 8     # HDR/MEF: 8×8 windows of a 128² patch
+  assert attention_tpu.windows_per_step(1024, 16) == 32   # MFF/GDSR: 4×4 windows
+  assert attention_tpu.windows_per_step(6, 64) == 6
+  assert attention_tpu.windows_per_step(7, 16) == 7
+  assert attention_tpu.windows_per_step(35, 64) == 7
+  assert attention_tpu.windows_per_step(3, 1024) == 1
+
+
+def test_unknown_kernel_is_refused():
+  model = pff.WindowAttention(12, 4, 2, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="window attention kernel 'flash'"):
+    pff.use_attention_kernel(model, 'flash')
+
+
+def test_training_step_with_the_pallas_kernel_matches_the_xla_step():
+  mesh = sharding.make_mesh()
+  rng = np.random.default_rng(1)
+  results = {}
+  for kernel in ('xla', 'pallas_tpu'):
+    config = mef.get_config('tiny')
+    config.batch_size, config.patch_size, config.window_attention = 8, 16, kernel
+    config.model.drop_path_rate = 0.  # keep the two steps' random draws out of the comparison
+    built = train.build(config, mesh)
+    assert built.plan.attention == kernel
+    if not results:
+      local = {f'stream_{k}': rng.random((8, 16, 16, c), dtype=np.float32)
+               for k, c in enumerate(config.model.in_channels)}
+      local['target'] = rng.random((8, 16, 16, config.model.out_channels), dtype=np.float32)
+    state, metrics = built.step_fn(train.create_state(built), sharding.global_batch(local, mesh))
+    results[kernel] = ({k: float(v) for k, v in metrics.compute().items()}, jax.device_get(state['params']))
+  for key in ('loss', 'recon_loss', 'mi_loss', 'grad_norm'):
+    np.testing.assert_allclose(results['pallas_tpu'][0][key], results['xla'][0][key], rtol=2e-5, err_msg=key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), results['pallas_tpu'][1], results['xla'][1])
