@@ -1,12 +1,14 @@
-"""Window self-attention as one Pallas TPU kernel per direction, straight from the qkv projection.
+"""WindowAttention (qkv projection, window attention, output projection) as one Pallas TPU kernel per direction.
 
-The math is `ops.window_attention`'s (softmax(q kᵀ + bias + mask) v per window and head, the probabilities
-recomputed in the backward pass from the per-row log-sum-exp). What differs is where the (windows, heads, T, T)
-logits, probabilities and their gradients live: XLA:TPU writes each of them to HBM between its kernels, each 6.4×
-the bytes of the (windows, T, C) output at T = 64, C = 60, 6 heads. Here each grid step loads `wb` windows' qkv rows
-(wb, T, 3C) into VMEM, runs every head there, and writes only the (wb, T, C) output and the (wb, heads, T)
-log-sum-exp; the backward kernel reads those plus the output gradient and writes dqkv and one partial bias gradient
-per grid step.
+The math is the layer's own (`ops.window_attention`'s softmax(q kᵀ + bias + mask) v per window and head between
+the two Linear layers, the probabilities recomputed in the backward pass from the per-row log-sum-exp). What differs
+is where the intermediates live: XLA:TPU writes the (windows, heads, T, T) logits, probabilities and their
+gradients (each 6.4× the bytes of the (windows, T, C) output at T = 64, C = 60, 6 heads) and the (windows, T, 3C)
+qkv rows, in the layouts its matmuls want, to HBM between its kernels. Here each grid step loads `wb` windows'
+(wb, T, C) tokens and the weights into VMEM, runs both projections and every head there, and writes only the
+(wb, T, C) output and the (wb, heads, T) log-sum-exp. The backward kernel reads the tokens, the output gradient and
+the log-sum-exp, recomputes the rest, and writes dx and one partial gradient per weight per grid step (summed
+outside).
 
 Training on a TPU mesh uses it (`platform.resolve_attention`); everything else keeps the XLA path. On other backends
 it runs in Pallas's interpreter (`interpret=True`), which is how the tests check it against `ops.window_attention`.
@@ -32,12 +34,16 @@ def windows_per_step(num_windows: int, tokens: int) -> int:
   return max(d for d in range(1, min(cap, num_windows) + 1) if num_windows % d == 0)
 
 
-def _heads(qkv_ref, h: int, d: int, c: int, scale: float):
-  """(wb, T, d) f32 q (scaled), k and v of head `h` from the (wb, T, 3C) qkv block ([q | k | v], head-major)."""
-  q = qkv_ref[:, :, h * d:(h + 1) * d].astype(jnp.float32) * scale
-  k = qkv_ref[:, :, c + h * d:c + (h + 1) * d].astype(jnp.float32)
-  v = qkv_ref[:, :, 2 * c + h * d:2 * c + (h + 1) * d].astype(jnp.float32)
-  return q, k, v
+def _project(x2, w_ref, b_ref, lo: int, width: int):
+  """(R, width) f32 x2 @ w[:, lo:lo+width] + b[lo:lo+width]: one head's q, k or v from the (R, C) rows."""
+  w = w_ref[:, lo:lo + width].astype(jnp.float32)
+  return jnp.dot(x2, w, preferred_element_type=jnp.float32) + b_ref[:, lo:lo + width].astype(jnp.float32)
+
+
+def _head(x2, wqkv_ref, bqkv_ref, h: int, d: int, c: int, scale: float, shape):
+  """(wb, T, d) f32 q (scaled), k and v of head `h` (the qkv layer's channels are [q | k | v], each head-major)."""
+  q, k, v = (_project(x2, wqkv_ref, bqkv_ref, part * c + h * d, d).reshape(shape + (d,)) for part in range(3))
+  return q * scale, k, v
 
 
 def _logits(q, k, bias_ref, mask_ref, h: int):
@@ -46,122 +52,176 @@ def _logits(q, k, bias_ref, mask_ref, h: int):
   return s if mask_ref is None else s + mask_ref[...]
 
 
-def _forward_kernel(qkv_ref, bias_ref, *refs, heads: int, scale: float, masked: bool):
-  mask_ref, out_ref, lse_ref = refs if masked else (None, *refs)
-  c = out_ref.shape[-1]
+def _split_refs(refs, masked: bool):
+  """(bias, mask or None, w_proj, b_proj, *rest) from a kernel's refs after x, w_qkv, b_qkv."""
+  bias_ref, *refs = refs
+  mask_ref = refs.pop(0) if masked else None
+  return (bias_ref, mask_ref, *refs)
+
+
+def _forward_kernel(x_ref, wqkv_ref, bqkv_ref, *refs, heads: int, scale: float, masked: bool):
+  bias_ref, mask_ref, wp_ref, bp_ref, y_ref, lse_ref = _split_refs(refs, masked)
+  wb, t, c = x_ref.shape
   d = c // heads
+  x2 = x_ref[...].astype(jnp.float32).reshape(wb * t, c)
   outs, lses = [], []
   for h in range(heads):
-    q, k, v = _heads(qkv_ref, h, d, c, scale)
+    q, k, v = _head(x2, wqkv_ref, bqkv_ref, h, d, c, scale, (wb, t))
     s = _logits(q, k, bias_ref, mask_ref, h)
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
     total = jnp.sum(e, axis=-1, keepdims=True)
-    outs.append(jnp.einsum('wts,wsd->wtd', e, v, preferred_element_type=jnp.float32) / total)
+    outs.append((jnp.einsum('wts,wsd->wtd', e, v, preferred_element_type=jnp.float32) / total).reshape(wb * t, d))
     lses.append((m + jnp.log(total))[..., 0])
-  out_ref[...] = jnp.concatenate(outs, axis=-1).astype(out_ref.dtype)
+  o = jnp.concatenate(outs, axis=-1)
+  y = jnp.dot(o, wp_ref[...].astype(jnp.float32), preferred_element_type=jnp.float32) + bp_ref[...].astype(jnp.float32)
+  y_ref[...] = y.reshape(wb, t, c).astype(y_ref.dtype)
   lse_ref[...] = jnp.stack(lses, axis=1)
 
 
-def _backward_kernel(qkv_ref, bias_ref, *refs, heads: int, scale: float, masked: bool):
-  mask_ref, out_ref, lse_ref, g_ref, dqkv_ref, dbias_ref = refs if masked else (None, *refs)
-  c = out_ref.shape[-1]
+def _backward_kernel(x_ref, wqkv_ref, bqkv_ref, *refs, heads: int, scale: float, masked: bool):
+  bias_ref, mask_ref, wp_ref, bp_ref, lse_ref, dy_ref, dx_ref, dwqkv_ref, dbqkv_ref, dbias_ref, dwp_ref, dbp_ref = (
+      _split_refs(refs, masked))
+  del bp_ref  # the output bias does not enter any gradient but its own
+  wb, t, c = x_ref.shape
   d = c // heads
-  dq, dk, dv, dbias = [], [], [], []
+  x2 = x_ref[...].astype(jnp.float32).reshape(wb * t, c)
+  dy = dy_ref[...].astype(jnp.float32).reshape(wb * t, c)
+  wp = wp_ref[...].astype(jnp.float32)
+  outs, dqkv, dbias = [], [[], [], []], []
+  dx = jnp.zeros((wb * t, c), jnp.float32)
   for h in range(heads):
-    q, k, v = _heads(qkv_ref, h, d, c, scale)
+    q, k, v = _head(x2, wqkv_ref, bqkv_ref, h, d, c, scale, (wb, t))
     p = jnp.exp(_logits(q, k, bias_ref, mask_ref, h) - lse_ref[:, h, :][..., None])
-    g = g_ref[:, :, h * d:(h + 1) * d].astype(jnp.float32)
-    o = out_ref[:, :, h * d:(h + 1) * d].astype(jnp.float32)
-    dv.append(jnp.einsum('wts,wtd->wsd', p, g, preferred_element_type=jnp.float32))
+    o = jnp.einsum('wts,wsd->wtd', p, v, preferred_element_type=jnp.float32)
+    outs.append(o.reshape(wb * t, d))
+    # d(o_h) = dy · W_proj[rows of head h]ᵀ
+    g = jnp.einsum('rc,dc->rd', dy, wp[h * d:(h + 1) * d, :], preferred_element_type=jnp.float32).reshape(wb, t, d)
+    dv = jnp.einsum('wts,wtd->wsd', p, g, preferred_element_type=jnp.float32)
     dp = jnp.einsum('wtd,wsd->wts', g, v, preferred_element_type=jnp.float32)
-    ds = p * (dp - jnp.sum(g * o, axis=-1, keepdims=True))  # Σ_s p·dp, from the output
-    dq.append(jnp.einsum('wts,wsd->wtd', ds, k, preferred_element_type=jnp.float32) * scale)
-    dk.append(jnp.einsum('wts,wtd->wsd', ds, q, preferred_element_type=jnp.float32))
+    ds = p * (dp - jnp.sum(g * o, axis=-1, keepdims=True))
+    dq = jnp.einsum('wts,wsd->wtd', ds, k, preferred_element_type=jnp.float32) * scale
+    dk = jnp.einsum('wts,wtd->wsd', ds, q, preferred_element_type=jnp.float32)  # q already scaled
     dbias.append(jnp.sum(ds, axis=0))
-  dqkv_ref[...] = jnp.concatenate(dq + dk + dv, axis=-1).astype(dqkv_ref.dtype)
+    for part, grad in enumerate((dq, dk, dv)):
+      grad = grad.reshape(wb * t, d)
+      dqkv[part].append(grad)
+      lo = part * c + h * d
+      dx = dx + jnp.einsum('rd,cd->rc', grad, wqkv_ref[:, lo:lo + d].astype(jnp.float32),
+                           preferred_element_type=jnp.float32)
+  dqkv = jnp.concatenate(dqkv[0] + dqkv[1] + dqkv[2], axis=-1)  # (R, 3C) in the qkv layer's channel order
+  o = jnp.concatenate(outs, axis=-1)
+  dx_ref[...] = dx.reshape(wb, t, c).astype(dx_ref.dtype)
+  dwqkv_ref[...] = jnp.einsum('rc,rk->ck', x2, dqkv, preferred_element_type=jnp.float32)[None]
+  dbqkv_ref[...] = jnp.sum(dqkv, axis=0, keepdims=True)[None]
   dbias_ref[...] = jnp.stack(dbias)[None]
+  dwp_ref[...] = jnp.einsum('rc,rk->ck', o, dy, preferred_element_type=jnp.float32)[None]
+  dbp_ref[...] = jnp.sum(dy, axis=0, keepdims=True)[None]
 
 
-def _specs(qkv, heads: int, wb: int, mask):
-  """BlockSpecs of (qkv, bias[, mask]) and the grid size: the mask's (nW, T, T) rows repeat for every image."""
-  b, t, c3 = qkv.shape
-  specs = [_rows(wb, t, c3), pl.BlockSpec((heads, t, t), lambda i: (0, 0, 0))]
+def _whole(shape) -> pl.BlockSpec:
+  """The whole array in every grid step (weights, the position bias)."""
+  return pl.BlockSpec(shape, lambda i: (0,) * len(shape))
+
+
+def _per_step(shape) -> pl.BlockSpec:
+  """One (1, …) slice per grid step: the partial weight gradients, summed outside."""
+  return pl.BlockSpec((1,) + shape, lambda i: (i,) + (0,) * len(shape))
+
+
+def _rows(wb: int, *rest: int) -> pl.BlockSpec:
+  return pl.BlockSpec((wb,) + rest, lambda i: (i,) + (0,) * len(rest))
+
+
+def _inputs(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, wb: int):
+  """The shared leading inputs of both kernels and their BlockSpecs; the mask's (nW, T, T) repeats for every image."""
+  _, t, c = x.shape
+  args = [x, w_qkv, b_qkv.reshape(1, -1), bias]
+  specs = [_rows(wb, t, c), _whole(w_qkv.shape), _whole((1, 3 * c)), _whole(bias.shape)]
   if mask is not None:
     per_image = mask.shape[0] // wb
+    args.append(mask)
     specs.append(pl.BlockSpec((wb, t, t), lambda i: (i % per_image, 0, 0)))
-  return specs, b // wb
+  return args + [w_proj, b_proj.reshape(1, -1)], specs + [_whole(w_proj.shape), _whole((1, c))]
 
 
-def _rows(wb: int, t: int, width: int) -> pl.BlockSpec:
-  return pl.BlockSpec((wb, t, width), lambda i: (i, 0, 0))
-
-
-def _forward(qkv, bias, mask, heads: int, scale: float, wb: int, interpret: bool):
-  b, t, c3 = qkv.shape
-  specs, steps = _specs(qkv, heads, wb, mask)
+def _forward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads: int, scale: float, wb: int, interpret: bool):
+  b, t, c = x.shape
+  args, specs = _inputs(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, wb)
   kernel = functools.partial(_forward_kernel, heads=heads, scale=scale, masked=mask is not None)
   return pl.pallas_call(
-      kernel, grid=(steps,), in_specs=specs,
-      out_specs=[_rows(wb, t, c3 // 3), _rows(wb, heads, t)],
-      out_shape=[jax.ShapeDtypeStruct((b, t, c3 // 3), qkv.dtype), jax.ShapeDtypeStruct((b, heads, t), jnp.float32)],
-      interpret=interpret)(qkv, bias, *([] if mask is None else [mask]))
+      kernel, grid=(b // wb,), in_specs=specs, out_specs=[_rows(wb, t, c), _rows(wb, heads, t)],
+      out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype), jax.ShapeDtypeStruct((b, heads, t), jnp.float32)],
+      interpret=interpret)(*args)
 
 
-def _backward(qkv, bias, mask, out, lse, g, heads: int, scale: float, wb: int, interpret: bool):
-  b, t, c3 = qkv.shape
-  specs, steps = _specs(qkv, heads, wb, mask)
+def _backward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, lse, dy, heads: int, scale: float, wb: int,
+              interpret: bool):
+  b, t, c = x.shape
+  steps = b // wb
+  args, specs = _inputs(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, wb)
   kernel = functools.partial(_backward_kernel, heads=heads, scale=scale, masked=mask is not None)
-  dqkv, dbias = pl.pallas_call(
-      kernel, grid=(steps,), in_specs=specs + [_rows(wb, t, c3 // 3), _rows(wb, heads, t), _rows(wb, t, c3 // 3)],
-      out_specs=[_rows(wb, t, c3), pl.BlockSpec((1, heads, t, t), lambda i: (i, 0, 0, 0))],
-      out_shape=[jax.ShapeDtypeStruct(qkv.shape, qkv.dtype), jax.ShapeDtypeStruct((steps, heads, t, t), jnp.float32)],
-      interpret=interpret)(qkv, bias, *([] if mask is None else [mask]), out, lse, g)
-  return dqkv, jnp.sum(dbias, axis=0).astype(bias.dtype)
+  partials = [(c, 3 * c), (1, 3 * c), (heads, t, t), (c, c), (1, c)]
+  dx, *sums = pl.pallas_call(
+      kernel, grid=(steps,), in_specs=specs + [_rows(wb, heads, t), _rows(wb, t, c)],
+      out_specs=[_rows(wb, t, c)] + [_per_step(shape) for shape in partials],
+      out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype)]
+      + [jax.ShapeDtypeStruct((steps,) + shape, jnp.float32) for shape in partials],
+      interpret=interpret)(*args, lse, dy)
+  d_wqkv, d_bqkv, d_bias, d_wp, d_bp = (jnp.sum(part, axis=0) for part in sums)
+  return (dx, d_wqkv.astype(w_qkv.dtype), d_bqkv.reshape(b_qkv.shape).astype(b_qkv.dtype), d_bias.astype(bias.dtype),
+          d_wp.astype(w_proj.dtype), d_bp.reshape(b_proj.shape).astype(b_proj.dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
-def _local(qkv, bias, mask, heads, scale, wb, interpret):
-  """(B, T, 3C) → (B, T, C) on this device's windows; B = images × nW."""
-  return _forward(qkv, bias, mask, heads, scale, wb, interpret)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10))
+def _local(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads, scale, wb, interpret):
+  """(B, T, C) → (B, T, C) on this device's windows; B = images × nW."""
+  return _forward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads, scale, wb, interpret)[0]
 
 
-def _local_fwd(qkv, bias, mask, heads, scale, wb, interpret):
-  out, lse = _forward(qkv, bias, mask, heads, scale, wb, interpret)
-  return out, (qkv, bias, mask, out, lse)
+def _local_fwd(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads, scale, wb, interpret):
+  y, lse = _forward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads, scale, wb, interpret)
+  return y, (x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, lse)
 
 
-def _local_bwd(heads, scale, wb, interpret, residuals, g):
-  qkv, bias, mask, out, lse = residuals
-  dqkv, dbias = _backward(qkv, bias, mask, out, lse, g, heads, scale, wb, interpret)
-  return dqkv, dbias, None if mask is None else jnp.zeros_like(mask)  # the mask is a constant of the shift
+def _local_bwd(heads, scale, wb, interpret, residuals, dy):
+  x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, lse = residuals
+  dx, d_wqkv, d_bqkv, d_bias, d_wp, d_bp = _backward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, lse, dy, heads,
+                                                     scale, wb, interpret)
+  d_mask = None if mask is None else jnp.zeros_like(mask)  # the mask is a constant of the shift
+  return dx, d_wqkv, d_bqkv, d_bias, d_mask, d_wp, d_bp
 
 
 _local.defvjp(_local_fwd, _local_bwd)
 
 
-def window_attention_qkv(qkv: jax.Array, bias: jax.Array, mask: jax.Array | None, *, num_heads: int, scale: float,
-                         mesh: jax.sharding.Mesh | None = None, interpret: bool = False) -> jax.Array:
-  """softmax(scale · q kᵀ + bias + mask) v per window and head, from the qkv projection.
+def window_attention_block(x: jax.Array, w_qkv: jax.Array, b_qkv: jax.Array, bias: jax.Array, mask: jax.Array | None,
+                           w_proj: jax.Array, b_proj: jax.Array, *, num_heads: int, scale: float,
+                           mesh: jax.sharding.Mesh | None = None, interpret: bool = False) -> jax.Array:
+  """WindowAttention's whole forward: proj(softmax(scale · q kᵀ + bias + mask) v), [q | k | v] = x w_qkv + b_qkv.
 
   Args:
-    qkv: (N, nW, T, 3C) rows [q | k | v], each head-major (WindowAttention's qkv layer), unscaled.
+    x: (N, nW, T, C) windows.
+    w_qkv, b_qkv: (C, 3C), (3C,) the qkv layer ([q | k | v] channels, each head-major).
     bias: (heads, T, T) relative position bias, shared by images and windows.
     mask: (nW, T, T) additive shift mask shared by images and heads, or None.
-    mesh: a ('data',) mesh the images are split over (the kernel runs on each device's own images), or None.
+    w_proj, b_proj: (C, C), (C,) the output projection.
+    mesh: a ('data',) mesh the images are split over (the kernels run on each device's own images), or None.
     interpret: run the kernels in Pallas's interpreter (any backend).
   Returns:
-    (N, nW, T, C) in the dtype of qkv, heads concatenated head-major; logits, softmax and sums in f32.
+    (N, nW, T, C) in the dtype of x; everything inside the kernels in f32.
   """
-  n, nw, t, c3 = qkv.shape
+  n, nw, t, c = x.shape
   wb = windows_per_step(nw, t)
 
-  def run(x, b, m):
-    return _local(x.reshape(-1, t, c3), b, m, num_heads, scale, wb, interpret).reshape(x.shape[:3] + (c3 // 3,))
+  def run(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj):
+    out = _local(x.reshape(-1, t, c), w_qkv, b_qkv, bias, mask, w_proj, b_proj, num_heads, scale, wb, interpret)
+    return out.reshape(x.shape)
 
+  args = (x, w_qkv, b_qkv, bias, mask, w_proj, b_proj)
   if mesh is None or mesh.devices.size == 1:
-    return run(qkv, bias, mask)
+    return run(*args)
   # A custom call is opaque to XLA's SPMD partitioner, which would gather every image onto every device; the
-  # kernels run per device on its own images instead (the bias gradient is summed over devices by shard_map).
-  return jax.shard_map(run, mesh=mesh, in_specs=(P(mesh.axis_names[0]), P(), P()),
-                       out_specs=P(mesh.axis_names[0]), check_vma=False)(qkv, bias, mask)
+  # kernels run per device on its own images instead (weight gradients are summed over devices by shard_map).
+  data = P(mesh.axis_names[0])
+  return jax.shard_map(run, mesh=mesh, in_specs=(data,) + (P(),) * 6, out_specs=data, check_vma=False)(*args)

@@ -17,9 +17,9 @@ from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_
 class WindowAttention(nnx.Module):
   """W-MSA with relative position bias.  (N, nW, T, C) windows (+ optional (nW, T, T) mask) → same shape.
 
-  `attention_kernel` picks how the attention core runs ('xla': `ops.window_attention`; 'pallas_tpu': one Pallas
-  kernel per direction, `kernels.attention_tpu`, over the images split across `mesh`); `use_attention_kernel` sets
-  both (the training step does, from its plan).
+  `attention_kernel` picks how it runs ('xla': the Linear layers and `ops.window_attention`; 'pallas_tpu': the whole
+  layer as one Pallas kernel per direction, `kernels.attention_tpu`, over the images split across `mesh`);
+  `use_attention_kernel` sets both (the training step does, from its plan).
   """
 
   def __init__(self, dim: int, window_size: int, num_heads: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
@@ -41,9 +41,12 @@ class WindowAttention(nnx.Module):
     index = relative_position_index(self.window_size).reshape(-1)
     bias = self.relative_position_bias_table[...][index].reshape(t, t, self.num_heads).transpose(2, 0, 1)
     if self.attention_kernel == attention_tpu.PALLAS_TPU:
+      dtype = self.qkv.dtype or x.dtype
+      weights = [p[...].astype(dtype) for p in (self.qkv.kernel, self.qkv.bias, self.proj.kernel, self.proj.bias)]
       interpret = self.mesh is None or self.mesh.devices.flat[0].platform != 'tpu'
-      return self.proj(attention_tpu.window_attention_qkv(self.qkv(x), bias, mask, num_heads=self.num_heads,
-                                                          scale=self.scale, mesh=self.mesh, interpret=interpret))
+      return attention_tpu.window_attention_block(
+          x.astype(dtype), weights[0], weights[1], bias, mask, weights[2], weights[3], num_heads=self.num_heads,
+          scale=self.scale, mesh=self.mesh, interpret=interpret)
     # qkv channels are [q | k | v], each head-major; one transpose gives all three as (N, nW, heads, T, hd).
     q, k, v = self.qkv(x).reshape(n, nw, t, 3, self.num_heads, hd).transpose(3, 0, 1, 4, 2, 5)
     out = window_attention(q * self.scale, k, v, bias, mask)  # (N, nW, heads, T, hd)
