@@ -5,10 +5,10 @@ Two calls, one per place:
       the host CPU, re-executes it with glibc malloc backing large allocations by transparent huge pages.
       `MGDN_MALLOC_TUNING=0` (the one environment variable of this project) turns it off.
   `train_plan(config, mesh)` — where the training step is built: every backend decision of that step (custom CPU
-      VJPs or autodiff, the window attention kernel, micro-batches, XLA:CPU compile options, where the initial
+      VJPs or autodiff, the PFF block's kernels, micro-batches, XLA:CPU compile options, where the initial
       state is computed), taken from `mesh.devices.flat[0].platform`, never from the host's default backend, so
       the step compiles ahead of time for a TPU or GPU mesh on a CPU-only host without any environment variable.
-      Opt-outs are config fields (`gradients`, `window_attention`, `microbatch_size`, `xla_cpu_ynn_fusion`).
+      Opt-outs are config fields (`gradients`, `pff_kernels`, `microbatch_size`, `xla_cpu_ynn_fusion`).
 
 Measurements behind each rule: benchmarks/README.md, "Process and compiler tuning: measurements".
 """
@@ -128,15 +128,15 @@ def resolve_gradients(gradients: str, target: str) -> str:
   return gradients
 
 
-def resolve_attention(attention: str, target: str) -> str:
-  """config.window_attention for a `target` platform: 'auto' → 'pallas_tpu' on TPU (kernels/attention_tpu.py),
-  'xla' elsewhere (XLA:CPU and XLA:GPU run `ops.window_attention` as it is; the Pallas kernels are Mosaic TPU)."""
-  from mgdn_jax.kernels import attention_tpu  # pylint: disable=g-import-not-at-top
-  if attention == 'auto':
-    return attention_tpu.PALLAS_TPU if target == 'tpu' else attention_tpu.XLA
-  if attention not in attention_tpu.ATTENTION:
-    raise ValueError(f"config.window_attention={attention!r}: must be 'auto' or one of {attention_tpu.ATTENTION}.")
-  return attention
+def resolve_pff_kernels(pff_kernels: str, target: str) -> str:
+  """config.pff_kernels for a `target` platform: 'auto' → 'pallas_tpu' on TPU (kernels/attention_tpu.py,
+  kernels/mlp_tpu.py), 'xla' elsewhere (the Pallas kernels are Mosaic TPU kernels)."""
+  from mgdn_jax import kernels  # pylint: disable=g-import-not-at-top
+  if pff_kernels == 'auto':
+    return kernels.PALLAS_TPU if target == 'tpu' else kernels.XLA
+  if pff_kernels not in kernels.PFF_KERNELS:
+    raise ValueError(f"config.pff_kernels={pff_kernels!r}: must be 'auto' or one of {kernels.PFF_KERNELS}.")
+  return pff_kernels
 
 
 def microbatch_size(requested: int, batch: int, devices: int, target: str) -> int:
@@ -187,7 +187,7 @@ class TrainPlan:
   """The backend decisions of one training step, for one target mesh."""
   platform: str                    # of the mesh's devices
   gradients: str                   # 'tuned_cpu' | 'autodiff' (kernels.dispatch)
-  attention: str                   # window attention core: 'xla' | 'pallas_tpu' (kernels.attention_tpu)
+  pff_kernels: str                 # PFF attention and MLP: 'xla' | 'pallas_tpu' (kernels.dispatch)
   microbatches: int                # sequential slices of the batch per step (1 = the whole batch)
   compiler_options: dict[str, str]
   state_device: Any               # jax.Device where the initial state is computed (None: jitted on the mesh)
@@ -201,7 +201,7 @@ def train_plan(config: Any, mesh: Any) -> TrainPlan:
   return TrainPlan(
       platform=target,
       gradients=resolve_gradients(config.get('gradients', 'auto'), target),
-      attention=resolve_attention(config.get('window_attention', 'auto'), target),
+      pff_kernels=resolve_pff_kernels(config.get('pff_kernels', 'auto'), target),
       microbatches=microbatch.num_microbatches(config.batch_size, size, mesh.devices.size),
       compiler_options=train_compiler_options(config.get('xla_cpu_ynn_fusion', True), target),
       state_device=state_device(target))

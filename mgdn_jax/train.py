@@ -34,7 +34,6 @@ from mgdn_jax import sharding
 from mgdn_jax import tasks
 from mgdn_jax import train_state
 from mgdn_jax import workdir_lock
-from mgdn_jax.kernels import attention_tpu
 from mgdn_jax.layers import pff
 
 @flax.struct.dataclass
@@ -87,11 +86,11 @@ def global_norm(tree: Any) -> jax.Array:
 def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config: ml_collections.ConfigDict,
                gd_model: Any, gd_mi: Any, tx: optax.GradientTransformation, schedule: optax.Schedule,
                base_key: jax.Array, microbatches: int = 1, gradients: str = kernels.AUTODIFF,
-               attention: str = attention_tpu.XLA,
+               pff_kernels: str = kernels.XLA,
                mesh: jax.sharding.Mesh | None = None) -> tuple[train_state.State, TrainMetrics]:
   """One optimisation step on a global batch, its gradient accumulated over `microbatches` sequential slices
-  (microbatch.py), the kernel layers' backward passes chosen by `gradients` (kernels.dispatch) and the window
-  attention by `attention` (run over `mesh`'s devices). Non-finite loss/gradients freeze the state and set
+  (microbatch.py), the kernel layers' backward passes chosen by `gradients` (kernels.dispatch) and the PFF
+  block's attention and MLP by `pff_kernels` (run over `mesh`'s devices). Non-finite loss/gradients freeze the state and set
   `bad_step`."""
   rng = jax.random.fold_in(base_key, state['step'])  # DropPath: a fresh, reproducible key per step
 
@@ -100,7 +99,7 @@ def train_step(state: train_state.State, batch: dict[str, jax.Array], *, config:
     model, mi_loss = nnx.merge(gd_model, trainable['model']), nnx.merge(gd_mi, trainable['mi'])
     kernels.set_gradients(model, gradients)
     kernels.set_gradients(mi_loss, gradients)
-    pff.use_attention_kernel(model, attention, mesh)
+    pff.use_kernels(model, pff_kernels, mesh)
     fused, features = model(*streams, train=True, rng=key)
     recon = _recon_loss(config, fused, part['target'])
     mi = mi_loss(features) if config.mi_weight > 0 else jnp.zeros((), jnp.float32)
@@ -212,7 +211,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Built:
   step_fn = jax.jit(
       functools.partial(train_step, config=config, gd_model=gd_model, gd_mi=gd_mi, tx=tx,
                         schedule=train_state.learning_rate_schedule(config), base_key=jax.random.key(config.seed),
-                        microbatches=plan.microbatches, gradients=plan.gradients, attention=plan.attention,
+                        microbatches=plan.microbatches, gradients=plan.gradients, pff_kernels=plan.pff_kernels,
                         mesh=mesh),
       out_shardings=(state_sh, None), donate_argnums=(0,), compiler_options=plan.compiler_options)
   _BUILT.clear()  # keep one: each holds compiled executables

@@ -1,5 +1,5 @@
 """benchmarks/aot_tpu.py: the training loop's own step compiles ahead of time for a TPU slice on this CPU-only host,
-on the accelerator path (autodiff gradients, the Pallas window attention, the whole batch, no XLA:CPU options, no host
+on the accelerator path (autodiff gradients, the Pallas PFF kernels, the whole batch, no XLA:CPU options, no host
 calls), and fits in HBM."""
 import importlib.util
 import json
@@ -67,7 +67,7 @@ def test_tiny_train_step_compiles_for_v5e_on_the_accelerator_path():
   assert row['device_kind'] == 'TPU v5 lite' and row['global_batch'] == 4
   assert row['plan']['platform'] == 'tpu'
   assert (row['plan']['gradients'], row['plan']['microbatches'], row['plan']['compiler_options']) == ('autodiff', 1, {})
-  assert row['plan']['attention'] == 'pallas_tpu' and 'tpu_custom_call' in row['custom_calls']  # Mosaic compiled it
+  assert row['plan']['pff_kernels'] == 'pallas_tpu' and 'tpu_custom_call' in row['custom_calls']  # Mosaic compiled it
   assert row['host_calls'] == [], row['custom_calls']
   assert row['fits'] and 0 < row['peak_bytes'] <= row['hbm_need_bytes'] < row['hbm_bytes']
   assert row['flops'] > 0 and row['bytes_accessed'] > 0 and row['roofline_images_s'] > 0

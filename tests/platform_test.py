@@ -42,7 +42,7 @@ def test_accelerator_mesh_gets_autodiff_whole_batch_and_no_cpu_option(target):
   plan = platform.train_plan(_config(), _fake_mesh(target))
   assert plan.platform == target
   assert plan.gradients == 'autodiff'
-  assert plan.attention == ('pallas_tpu' if target == 'tpu' else 'xla')  # the Pallas kernels are Mosaic TPU
+  assert plan.pff_kernels == ('pallas_tpu' if target == 'tpu' else 'xla')  # the Pallas kernels are Mosaic TPU
   assert plan.microbatches == 1
   assert plan.compiler_options == {}
   assert plan.state_device is not None and plan.state_device.platform == 'cpu'  # initialised on the host
@@ -52,7 +52,7 @@ def test_cpu_mesh_gets_the_tuned_choices():
   plan = platform.train_plan(_config(), sharding.make_mesh(jax.devices()[:2]))
   assert plan.platform == 'cpu'
   assert plan.gradients == 'tuned_cpu'
-  assert plan.attention == 'xla'
+  assert plan.pff_kernels == 'xla'
   assert plan.microbatches == 2  # 2 images per device: 4 of the 8 per micro-batch
   assert plan.compiler_options in ({}, {platform._YNN_OPTION: platform._YNN_VALUE})  # {} where XLA lacks it
   assert plan.state_device.platform == 'cpu'
@@ -65,10 +65,10 @@ def test_config_fields_override_auto():
   assert platform.train_plan(_config(gradients='tuned_cpu'), _fake_mesh('tpu')).gradients == 'tuned_cpu'
   with pytest.raises(ValueError, match="config.gradients='custom'"):
     platform.train_plan(_config(gradients='custom'), mesh)
-  assert platform.train_plan(_config(window_attention='xla'), _fake_mesh('tpu')).attention == 'xla'
-  assert platform.train_plan(_config(window_attention='pallas_tpu'), mesh).attention == 'pallas_tpu'
-  with pytest.raises(ValueError, match="config.window_attention='flash'"):
-    platform.train_plan(_config(window_attention='flash'), mesh)
+  assert platform.train_plan(_config(pff_kernels='xla'), _fake_mesh('tpu')).pff_kernels == 'xla'
+  assert platform.train_plan(_config(pff_kernels='pallas_tpu'), mesh).pff_kernels == 'pallas_tpu'
+  with pytest.raises(ValueError, match="config.pff_kernels='flash'"):
+    platform.train_plan(_config(pff_kernels='flash'), mesh)
 
 
 def test_train_step_differentiates_with_the_plans_gradients():

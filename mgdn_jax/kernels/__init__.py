@@ -8,6 +8,6 @@ training takes from `config.gradients` ('auto' resolved by `mgdn_jax.platform` f
 from mgdn_jax.kernels.conv import conv2d
 from mgdn_jax.kernels.dense import dense
 from mgdn_jax.kernels.depthwise import depthwise_conv
-from mgdn_jax.kernels.dispatch import AUTODIFF, GRADIENTS, TUNED_CPU, select
+from mgdn_jax.kernels.dispatch import AUTODIFF, GRADIENTS, PALLAS_TPU, PFF_KERNELS, TUNED_CPU, XLA, select
 from mgdn_jax.kernels.gelu import gelu
 from mgdn_jax.kernels.layers import KernelConv, KernelLinear, set_gradients

@@ -10,8 +10,9 @@ qkv rows, in the layouts its matmuls want, to HBM between its kernels. Here each
 the log-sum-exp, recomputes the rest, and writes dx and one partial gradient per weight per grid step (summed
 outside).
 
-Training on a TPU mesh uses it (`platform.resolve_attention`); everything else keeps the XLA path. On other backends
-it runs in Pallas's interpreter (`interpret=True`), which is how the tests check it against `ops.window_attention`.
+Training on a TPU mesh uses it (`config.pff_kernels`, resolved by `platform.train_plan`); everything else keeps the
+XLA path. On other backends it runs in Pallas's interpreter (`interpret=True`), which is how the tests check it
+against the layer's XLA path.
 """
 import functools
 
@@ -19,9 +20,6 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.sharding import PartitionSpec as P
-
-XLA, PALLAS_TPU = 'xla', 'pallas_tpu'
-ATTENTION = (XLA, PALLAS_TPU)
 
 # Rows of tokens (windows × T) per grid step: the f32 (rows, T) logits of one head and the (rows, 3C) qkv block, each
 # double-buffered, stay far below the 16 MiB of scoped VMEM XLA:TPU grants a kernel by default.

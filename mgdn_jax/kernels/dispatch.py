@@ -1,4 +1,4 @@
-"""The one choice between the XLA:CPU-tuned backward passes of `kernels` and plain autodiff.
+"""The backend choices of `kernels`: XLA:CPU-tuned backward passes or plain autodiff; the PFF kernels.
 
 The custom VJPs of `kernels.dense`, `kernels.conv` and `kernels.depthwise` exist because XLA:CPU runs the autodiff
 form of those gradients on slow kernels (see each module). On GPUs cuDNN/cuBLAS run the autodiff forms directly;
@@ -9,12 +9,20 @@ VJP under both choices, because cuDNN's autodiff weight gradient of them took 3.
 The choice is a value, never read from the environment: layers hold it (`KernelConv.gradients`), the training
 step sets it from `config.gradients`, whose 'auto' `mgdn_jax.platform` resolves from the platform of the mesh the
 step is compiled for. Forward values do not depend on it.
+
+`PFF_KERNELS`: how the PFF block's window attention and MLP branch run, 'xla' (the layers' own JAX ops) or
+'pallas_tpu' (`kernels.attention_tpu`, `kernels.mlp_tpu`), held by the layers as `pff_kernels` and set by the
+training step from `config.pff_kernels` in the same way.
 """
 from typing import Callable
 
 TUNED_CPU = 'tuned_cpu'
 AUTODIFF = 'autodiff'
 GRADIENTS = (TUNED_CPU, AUTODIFF)
+
+XLA = 'xla'
+PALLAS_TPU = 'pallas_tpu'
+PFF_KERNELS = (XLA, PALLAS_TPU)
 
 
 def select(gradients: str, tuned: Callable, autodiff: Callable) -> Callable:

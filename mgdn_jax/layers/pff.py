@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mgdn_jax.kernels import attention_tpu, gelu
+from mgdn_jax import kernels
+from mgdn_jax.kernels import attention_tpu, gelu, mlp_tpu
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
 from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
                           window_reverse)
@@ -17,9 +18,9 @@ from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_
 class WindowAttention(nnx.Module):
   """W-MSA with relative position bias.  (N, nW, T, C) windows (+ optional (nW, T, T) mask) → same shape.
 
-  `attention_kernel` picks how it runs ('xla': the Linear layers and `ops.window_attention`; 'pallas_tpu': the whole
+  `pff_kernels` picks how it runs ('xla': the Linear layers and `ops.window_attention`; 'pallas_tpu': the whole
   layer as one Pallas kernel per direction, `kernels.attention_tpu`, over the images split across `mesh`);
-  `use_attention_kernel` sets both (the training step does, from its plan).
+  `use_kernels` sets both (the training step does, from its plan).
   """
 
   def __init__(self, dim: int, window_size: int, num_heads: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
@@ -32,7 +33,7 @@ class WindowAttention(nnx.Module):
         normal_02(rngs.params(), ((2 * window_size - 1) ** 2, num_heads), jnp.float32))
     self.qkv = linear(dim, 3 * dim, rngs=rngs, dtype=dtype)
     self.proj = linear(dim, dim, rngs=rngs, dtype=dtype)
-    self.attention_kernel = attention_tpu.XLA
+    self.pff_kernels = kernels.XLA
     self.mesh = None
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -40,25 +41,29 @@ class WindowAttention(nnx.Module):
     hd = c // self.num_heads
     index = relative_position_index(self.window_size).reshape(-1)
     bias = self.relative_position_bias_table[...][index].reshape(t, t, self.num_heads).transpose(2, 0, 1)
-    if self.attention_kernel == attention_tpu.PALLAS_TPU:
+    if self.pff_kernels == kernels.PALLAS_TPU:
       dtype = self.qkv.dtype or x.dtype
       weights = [p[...].astype(dtype) for p in (self.qkv.kernel, self.qkv.bias, self.proj.kernel, self.proj.bias)]
-      interpret = self.mesh is None or self.mesh.devices.flat[0].platform != 'tpu'
       return attention_tpu.window_attention_block(
           x.astype(dtype), weights[0], weights[1], bias, mask, weights[2], weights[3], num_heads=self.num_heads,
-          scale=self.scale, mesh=self.mesh, interpret=interpret)
+          scale=self.scale, mesh=self.mesh, interpret=_interpret(self.mesh))
     # qkv channels are [q | k | v], each head-major; one transpose gives all three as (N, nW, heads, T, hd).
     q, k, v = self.qkv(x).reshape(n, nw, t, 3, self.num_heads, hd).transpose(3, 0, 1, 4, 2, 5)
     out = window_attention(q * self.scale, k, v, bias, mask)  # (N, nW, heads, T, hd)
     return self.proj(out.transpose(0, 1, 3, 2, 4).reshape(n, nw, t, c))
 
 
-def use_attention_kernel(module: nnx.Module, kernel: str, mesh: jax.sharding.Mesh | None = None) -> None:
-  """Sets how every WindowAttention in `module` runs: `kernel` in attention_tpu.ATTENTION, over `mesh`'s devices
-  (off a TPU mesh the Pallas kernels run in Pallas's interpreter: for tests, not speed)."""
-  if kernel not in attention_tpu.ATTENTION:
-    raise ValueError(f'window attention kernel {kernel!r}: must be one of {attention_tpu.ATTENTION}')
-  module.set_attributes(WindowAttention, attention_kernel=kernel, mesh=mesh, raise_if_not_found=False)
+def _interpret(mesh: jax.sharding.Mesh | None) -> bool:
+  """Off a TPU mesh the Pallas kernels run in Pallas's interpreter: for tests, not speed."""
+  return mesh is None or mesh.devices.flat[0].platform != 'tpu'
+
+
+def use_kernels(module: nnx.Module, pff_kernels: str, mesh: jax.sharding.Mesh | None = None) -> None:
+  """Sets how every PFF block in `module` runs its window attention and MLP: `pff_kernels` in
+  kernels.PFF_KERNELS, over `mesh`'s devices."""
+  if pff_kernels not in kernels.PFF_KERNELS:
+    raise ValueError(f'pff_kernels={pff_kernels!r}: must be one of {kernels.PFF_KERNELS}')
+  module.set_attributes(PFFBlock, WindowAttention, pff_kernels=pff_kernels, mesh=mesh, raise_if_not_found=False)
 
 
 class LocalContextExtractor(nnx.Module):
@@ -91,7 +96,11 @@ class Mlp(nnx.Module):
 
 
 class PFFBlock(nnx.Module):
-  """Context-aware transformer block.  (N,H,W,C) → (N,H,W,C); H, W multiples of the window size."""
+  """Context-aware transformer block.  (N,H,W,C) → (N,H,W,C); H, W multiples of the window size.
+
+  With `pff_kernels` 'pallas_tpu' (`use_kernels`) the MLP branch, LayerNorm 2 included, is one Pallas kernel per
+  direction (`kernels.mlp_tpu`), as is the window attention.
+  """
 
   def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float,
                drop_path_rate: float, *, rngs: nnx.Rngs, dtype=jnp.float32):
@@ -103,6 +112,8 @@ class PFFBlock(nnx.Module):
     self.norm2 = layer_norm(dim, rngs=rngs, dtype=dtype)
     self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs, dtype=dtype)
     self.lce = LocalContextExtractor(dim, rngs=rngs, dtype=dtype)
+    self.pff_kernels = kernels.XLA
+    self.mesh = None
 
   def __call__(self, x: jax.Array, rng: jax.Array | None = None) -> jax.Array:
     _, h, w, _ = x.shape
@@ -118,5 +129,14 @@ class PFFBlock(nnx.Module):
       a = jnp.roll(a, (s, s), axis=(1, 2))
     rng_attn, rng_mlp = jax.random.split(rng) if rng is not None else (None, None)
     x = x + drop_path(a, self.drop_path_rate, rng_attn)
-    x = x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, rng_mlp)
+    x = x + drop_path(self._mlp_branch(x), self.drop_path_rate, rng_mlp)
     return x + self.lce(local_in)
+
+  def _mlp_branch(self, x: jax.Array) -> jax.Array:
+    if self.pff_kernels != kernels.PALLAS_TPU:
+      return self.mlp(self.norm2(x))
+    dtype = self.mlp.fc1.dtype or x.dtype
+    layers = (self.norm2.scale, self.norm2.bias, self.mlp.fc1.kernel, self.mlp.fc1.bias, self.mlp.fc2.kernel,
+              self.mlp.fc2.bias)
+    return mlp_tpu.layer_norm_mlp(x.astype(dtype), *(p[...].astype(dtype) for p in layers), mesh=self.mesh,
+                                  interpret=_interpret(self.mesh))

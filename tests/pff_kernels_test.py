@@ -1,6 +1,6 @@
-"""kernels/attention_tpu.py: the Pallas window attention (run in Pallas's interpreter here) gives ops.window_attention's
-values and gradients, with and without the shift mask, on one device and with the images split over 8; and a
-training step that uses it matches the XLA path's."""
+"""The Pallas PFF kernels (kernels/attention_tpu.py, kernels/mlp_tpu.py; run in Pallas's interpreter here) give the
+values and gradients of the layers' XLA path, on one device and with the images split over 8 (the attention with
+and without the shift mask); a training step that uses them matches the XLA step."""
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import pytest
 from configs import mef
 from mgdn_jax import sharding
 from mgdn_jax import train
-from mgdn_jax.kernels import attention_tpu
+from mgdn_jax.kernels import attention_tpu, gelu, mlp_tpu
 from mgdn_jax.layers import pff
 from mgdn_jax.ops import window_attention
 
@@ -56,10 +56,38 @@ def test_windows_per_step_divides_the_images_windows():
   assert attention_tpu.windows_per_step(3, 1024) == 1
 
 
-def test_unknown_kernel_is_refused():
+@pytest.mark.parametrize('split', [False, True])
+def test_mlp_branch_matches_layer_norm_and_mlp(split):
+  rng = np.random.default_rng(2)
+  normal = lambda *shape: jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  params = (normal(8, 8, 8, C), 1 + 0.1 * normal(C), normal(C), 0.3 * normal(C, 4 * C), normal(4 * C),
+            0.3 * normal(4 * C, C), normal(C))
+  cotangent = normal(8, 8, 8, C)
+  mesh = sharding.make_mesh() if split else None
+
+  def theirs(x, gamma, beta, w1, b1, w2, b2):
+    norm = nnx.LayerNorm(C, epsilon=1e-5, rngs=nnx.Rngs(0))
+    norm.scale[...], norm.bias[...] = gamma, beta
+    return gelu(norm(x) @ w1 + b1) @ w2 + b2
+
+  ours = lambda *a: mlp_tpu.layer_norm_mlp(*a, mesh=mesh, interpret=True)
+  grads = lambda fn: jax.jit(jax.grad(lambda *a: jnp.sum(fn(*a) * cotangent), argnums=tuple(range(7))))
+  np.testing.assert_allclose(jax.jit(ours)(*params), theirs(*params), rtol=1e-5, atol=1e-5)
+  for name, a, b in zip(('x', 'gamma', 'beta', 'w1', 'b1', 'w2', 'b2'), grads(ours)(*params), grads(theirs)(*params)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
+
+
+def test_rows_per_step_divides_the_rows():
+  assert mlp_tpu.rows_per_step(16384) == 1024
+  assert mlp_tpu.rows_per_step(1000) == 1000
+  assert mlp_tpu.rows_per_step(2200) == 440  # the largest multiple of 8 that divides it
+  assert mlp_tpu.rows_per_step(7) == 7
+
+
+def test_unknown_kernel_choice_is_refused():
   model = pff.WindowAttention(12, 4, 2, rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match="window attention kernel 'flash'"):
-    pff.use_attention_kernel(model, 'flash')
+  with pytest.raises(ValueError, match="pff_kernels='flash'"):
+    pff.use_kernels(model, 'flash')
 
 
 def test_training_step_with_the_pallas_kernel_matches_the_xla_step():
@@ -68,10 +96,10 @@ def test_training_step_with_the_pallas_kernel_matches_the_xla_step():
   results = {}
   for kernel in ('xla', 'pallas_tpu'):
     config = mef.get_config('tiny')
-    config.batch_size, config.patch_size, config.window_attention = 8, 16, kernel
+    config.batch_size, config.patch_size, config.pff_kernels = 8, 16, kernel
     config.model.drop_path_rate = 0.  # keep the two steps' random draws out of the comparison
     built = train.build(config, mesh)
-    assert built.plan.attention == kernel
+    assert built.plan.pff_kernels == kernel
     if not results:
       local = {f'stream_{k}': rng.random((8, 16, 16, c), dtype=np.float32)
                for k, c in enumerate(config.model.in_channels)}
