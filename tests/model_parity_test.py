@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from mgdn_jax import convert, kernels, platform
+from mgdn_jax.layers import pff
 from conftest import OFFICIAL_LYTRO_FIXTURE, shared_file
 
 # Gradients compile as the training step does on these CPU devices: parity must hold for what users actually run.
@@ -73,6 +74,20 @@ def test_fixture_gradients(testdata_dir, name, gradients):
   """
   z, model, inputs = _load(testdata_dir / "fixtures" / f"{name}.npz")
   kernels.set_gradients(model, gradients)
+  _check_gradients(z, model, inputs)
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_fixture_forward_and_gradients_with_the_pallas_pff_kernels(testdata_dir, name):
+  """The TPU training step's path (autodiff gradients, Pallas PFF kernels), its kernels run in Pallas's interpreter."""
+  z, model, inputs = _load(testdata_dir / "fixtures" / f"{name}.npz")
+  kernels.set_gradients(model, kernels.AUTODIFF)
+  pff.use_kernels(model, kernels.PALLAS_TPU)
+  _check_forward(z, model, inputs)
+  _check_gradients(z, model, inputs)
+
+
+def _check_gradients(z, model, inputs):
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   gt = jnp.asarray(_nhwc(z["gt"]))
 

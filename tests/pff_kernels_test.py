@@ -77,11 +77,12 @@ def test_mlp_branch_matches_layer_norm_and_mlp(split):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()), err_msg=name)
 
 
-def test_rows_per_step_divides_the_rows():
-  assert mlp_tpu.rows_per_step(16384) == 1024
-  assert mlp_tpu.rows_per_step(1000) == 1000
-  assert mlp_tpu.rows_per_step(2200) == 440  # the largest multiple of 8 that divides it
-  assert mlp_tpu.rows_per_step(7) == 7
+def test_rows_per_step_divides_the_image_rows():
+  assert mlp_tpu.rows_per_step(128, 128) == 8     # one 128² image: 8 rows of 128 tokens per step
+  assert mlp_tpu.rows_per_step(4 * 520, 520) == 1
+  assert mlp_tpu.rows_per_step(12, 64) == 12
+  assert mlp_tpu.rows_per_step(14, 64) == 14
+  assert mlp_tpu.rows_per_step(18, 64) == 9
 
 
 def test_unknown_kernel_choice_is_refused():
