@@ -77,10 +77,10 @@ def test_fixture_gradients(testdata_dir, name, gradients):
   _check_gradients(z, model, inputs)
 
 
-@pytest.mark.parametrize("name", LOCAL)
-def test_fixture_forward_and_gradients_with_the_pallas_pff_kernels(testdata_dir, name):
-  """The TPU training step's path (autodiff gradients, Pallas PFF kernels), its kernels run in Pallas's interpreter."""
-  z, model, inputs = _load(testdata_dir / "fixtures" / f"{name}.npz")
+def test_fixture_forward_and_gradients_with_the_pallas_pff_kernels(testdata_dir):
+  """The TPU training step's path (autodiff gradients, Pallas PFF kernels), its kernels run in Pallas's interpreter.
+  One fixture: the kernels are the same in every task's PFF blocks (tests/pff_kernels_test.py covers their shapes)."""
+  z, model, inputs = _load(testdata_dir / "fixtures" / "mini_fusion.npz")
   kernels.set_gradients(model, kernels.AUTODIFF)
   pff.use_kernels(model, kernels.PALLAS_TPU)
   _check_forward(z, model, inputs)
