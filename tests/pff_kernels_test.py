@@ -1,12 +1,13 @@
 """The Pallas PFF kernels (kernels/attention_tpu.py, kernels/mlp_tpu.py; run in Pallas's interpreter here) give the
 values and gradients of the layers' XLA path, on one device and with the images split over 8 (the attention with
-and without the shift mask); a training step that uses them matches the XLA step."""
+and without the shift mask); the training step runs them where its plan says so."""
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import train_bench
 from configs import mef
 from mgdn_jax import sharding
 from mgdn_jax import train
@@ -91,22 +92,18 @@ def test_unknown_kernel_choice_is_refused():
     pff.use_kernels(model, 'flash')
 
 
-def test_training_step_with_the_pallas_kernel_matches_the_xla_step():
+def test_training_step_runs_the_kernels_its_plan_names():
+  """The plan's choice reaches every PFF block of the step (traced, not compiled: the values of the kernels inside a
+  model are checked against the official fixtures in model_parity_test.py)."""
   mesh = sharding.make_mesh()
-  rng = np.random.default_rng(1)
-  results = {}
+  calls = {}
   for kernel in ('xla', 'pallas_tpu'):
     config = mef.get_config('tiny')
     config.batch_size, config.patch_size, config.pff_kernels = 8, 16, kernel
-    config.model.drop_path_rate = 0.  # keep the two steps' random draws out of the comparison
     built = train.build(config, mesh)
     assert built.plan.pff_kernels == kernel
-    if not results:
-      local = {f'stream_{k}': rng.random((8, 16, 16, c), dtype=np.float32)
-               for k, c in enumerate(config.model.in_channels)}
-      local['target'] = rng.random((8, 16, 16, config.model.out_channels), dtype=np.float32)
-    state, metrics = built.step_fn(train.create_state(built), sharding.global_batch(local, mesh))
-    results[kernel] = ({k: float(v) for k, v in metrics.compute().items()}, jax.device_get(state['params']))
-  for key in ('loss', 'recon_loss', 'mi_loss', 'grad_norm'):
-    np.testing.assert_allclose(results['pallas_tpu'][0][key], results['xla'][0][key], rtol=2e-5, err_msg=key)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), results['pallas_tpu'][1], results['xla'][1])
+    jaxpr = str(built.step_fn.trace(jax.eval_shape(built.init), train_bench.batch_shapes(config)).jaxpr)
+    calls[kernel] = jaxpr.count('pallas_call')
+  blocks = sum(config.model.depths)
+  # Forward and backward of the attention and of the MLP in every block, each under its own shard_map.
+  assert calls == {'xla': 0, 'pallas_tpu': 4 * blocks}, calls
