@@ -19,7 +19,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.sharding import PartitionSpec as P
+
+from mgdn_jax.kernels.pallas_util import per_device, per_step, whole
 
 # Rows of tokens (windows × T) per grid step: the f32 (rows, T) logits of one head and the (rows, 3C) qkv block, each
 # double-buffered, stay far below the 16 MiB of scoped VMEM XLA:TPU grants a kernel by default.
@@ -117,16 +118,6 @@ def _backward_kernel(x_ref, wqkv_ref, bqkv_ref, *refs, heads: int, scale: float,
   dbp_ref[...] = jnp.sum(dy, axis=0, keepdims=True)[None]
 
 
-def _whole(shape) -> pl.BlockSpec:
-  """The whole array in every grid step (weights, the position bias)."""
-  return pl.BlockSpec(shape, lambda i: (0,) * len(shape))
-
-
-def _per_step(shape) -> pl.BlockSpec:
-  """One (1, …) slice per grid step: the partial weight gradients, summed outside."""
-  return pl.BlockSpec((1,) + shape, lambda i: (i,) + (0,) * len(shape))
-
-
 def _rows(wb: int, *rest: int) -> pl.BlockSpec:
   return pl.BlockSpec((wb,) + rest, lambda i: (i,) + (0,) * len(rest))
 
@@ -135,12 +126,12 @@ def _inputs(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, wb: int):
   """The shared leading inputs of both kernels and their BlockSpecs; the mask's (nW, T, T) repeats for every image."""
   _, t, c = x.shape
   args = [x, w_qkv, b_qkv.reshape(1, -1), bias]
-  specs = [_rows(wb, t, c), _whole(w_qkv.shape), _whole((1, 3 * c)), _whole(bias.shape)]
+  specs = [_rows(wb, t, c), whole(w_qkv.shape), whole((1, 3 * c)), whole(bias.shape)]
   if mask is not None:
     per_image = mask.shape[0] // wb
     args.append(mask)
     specs.append(pl.BlockSpec((wb, t, t), lambda i: (i % per_image, 0, 0)))
-  return args + [w_proj, b_proj.reshape(1, -1)], specs + [_whole(w_proj.shape), _whole((1, c))]
+  return args + [w_proj, b_proj.reshape(1, -1)], specs + [whole(w_proj.shape), whole((1, c))]
 
 
 def _forward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, heads: int, scale: float, wb: int, interpret: bool):
@@ -162,7 +153,7 @@ def _backward(x, w_qkv, b_qkv, bias, mask, w_proj, b_proj, lse, dy, heads: int, 
   partials = [(c, 3 * c), (1, 3 * c), (heads, t, t), (c, c), (1, c)]
   dx, *sums = pl.pallas_call(
       kernel, grid=(steps,), in_specs=specs + [_rows(wb, heads, t), _rows(wb, t, c)],
-      out_specs=[_rows(wb, t, c)] + [_per_step(shape) for shape in partials],
+      out_specs=[_rows(wb, t, c)] + [per_step(shape) for shape in partials],
       out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype)]
       + [jax.ShapeDtypeStruct((steps,) + shape, jnp.float32) for shape in partials],
       interpret=interpret)(*args, lse, dy)
@@ -216,10 +207,4 @@ def window_attention_block(x: jax.Array, w_qkv: jax.Array, b_qkv: jax.Array, bia
     out = _local(x.reshape(-1, t, c), w_qkv, b_qkv, bias, mask, w_proj, b_proj, num_heads, scale, wb, interpret)
     return out.reshape(x.shape)
 
-  args = (x, w_qkv, b_qkv, bias, mask, w_proj, b_proj)
-  if mesh is None or mesh.devices.size == 1:
-    return run(*args)
-  # A custom call is opaque to XLA's SPMD partitioner, which would gather every image onto every device; the
-  # kernels run per device on its own images instead (weight gradients are summed over devices by shard_map).
-  data = P(mesh.axis_names[0])
-  return jax.shard_map(run, mesh=mesh, in_specs=(data,) + (P(),) * 6, out_specs=data, check_vma=False)(*args)
+  return per_device(run, mesh, x, w_qkv, b_qkv, bias, mask, w_proj, b_proj)

@@ -16,16 +16,21 @@ _SQRT_HALF = np.float32(1 / np.sqrt(2))
 _INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
 
 
-def _cdf(x32: jax.Array) -> jax.Array:
+def cdf(x32: jax.Array) -> jax.Array:
   """Φ(x), the standard normal CDF, in f32."""
   return 0.5 * (1 + jax.lax.erf(x32 * _SQRT_HALF))
+
+
+def derivative(x32: jax.Array, cdf_x: jax.Array) -> jax.Array:
+  """d GELU / dx = Φ(x) + x φ(x), given Φ(x), in f32."""
+  return cdf_x + x32 * jnp.exp(-0.5 * x32 * x32) * _INV_SQRT_2PI
 
 
 @jax.custom_vjp
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU of x (any shape); computed in f32, returned in x's dtype."""
   x32 = x.astype(jnp.float32)
-  return (x32 * _cdf(x32)).astype(x.dtype)
+  return (x32 * cdf(x32)).astype(x.dtype)
 
 
 def _fwd(x):
@@ -34,8 +39,7 @@ def _fwd(x):
 
 def _bwd(x, g):
   x32 = x.astype(jnp.float32)
-  pdf = jnp.exp(-0.5 * x32 * x32) * _INV_SQRT_2PI  # φ(x)
-  return ((g.astype(jnp.float32) * (_cdf(x32) + x32 * pdf)).astype(x.dtype),)
+  return ((g.astype(jnp.float32) * derivative(x32, cdf(x32))).astype(x.dtype),)
 
 
 gelu.defvjp(_fwd, _bwd)

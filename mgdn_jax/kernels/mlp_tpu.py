@@ -11,13 +11,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import pallas as pl
-from jax.sharding import PartitionSpec as P
+
+from mgdn_jax.kernels.gelu import cdf as gelu_cdf, derivative as gelu_derivative
+from mgdn_jax.kernels.pallas_util import per_device, per_step, whole
 
 _EPS = 1e-5
-_SQRT_HALF = np.float32(1 / np.sqrt(2))
-_INV_SQRT_2PI = np.float32(1 / np.sqrt(2 * np.pi))
 # Tokens per grid step: the (hidden, tokens) f32 activations of the backward pass stay a few MiB of VMEM.
 TOKENS_PER_STEP = 1024
 
@@ -42,10 +41,6 @@ def _normalise(x, gamma, beta):
   return xhat * gamma + beta, xhat, rstd
 
 
-def _cdf(h):
-  return 0.5 * (1 + jax.lax.erf(h * _SQRT_HALF))
-
-
 def _dot(a, b):
   return jnp.dot(a, b, preferred_element_type=jnp.float32)
 
@@ -55,7 +50,7 @@ def _forward_kernel(x_ref, gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_ref
   for r in range(x_ref.shape[0]):
     u, _, _ = _normalise(x_ref[r].astype(jnp.float32), gamma, beta)
     h = _dot(w1t, u) + b1                                       # (hidden, W)
-    y_ref[r] = (_dot(w2t, h * _cdf(h)) + b2).astype(y_ref.dtype)  # (C, W)
+    y_ref[r] = (_dot(w2t, h * gelu_cdf(h)) + b2).astype(y_ref.dtype)  # (C, W)
 
 
 def _backward_kernel(x_ref, gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_ref, dy_ref,
@@ -68,11 +63,11 @@ def _backward_kernel(x_ref, gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_re
     dy = dy_ref[r].astype(jnp.float32)                          # (C, W)
     u, xhat, rstd = _normalise(x_ref[r].astype(jnp.float32), gamma, beta)
     h = _dot(w1t, u) + b1
-    cdf = _cdf(h)
+    cdf = gelu_cdf(h)
     a = h * cdf
     # w2t is (C, hidden): da = w2tᵀ dy, as a contraction over the channel axis of both.
     da = jax.lax.dot_general(w2t, dy, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-    dh = da * (cdf + h * jnp.exp(-0.5 * h * h) * _INV_SQRT_2PI)
+    dh = da * gelu_derivative(h, cdf)
     du = jax.lax.dot_general(w1t, dh, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
     dxhat = du * gamma
     dx = rstd * (dxhat - jnp.mean(dxhat, axis=0, keepdims=True)
@@ -90,7 +85,7 @@ def _weights(gamma, beta, w1, b1, w2, b2):
   """The weights in the kernels' column-major form (vectors as columns, matrices transposed) and their
   whole-array BlockSpecs."""
   arrays = [gamma.reshape(-1, 1), beta.reshape(-1, 1), w1.T, b1.reshape(-1, 1), w2.T, b2.reshape(-1, 1)]
-  return arrays, [pl.BlockSpec(a.shape, lambda i: (0, 0)) for a in arrays]
+  return arrays, [whole(a.shape) for a in arrays]
 
 
 def _forward(x, weights, rows: int, interpret: bool):
@@ -106,10 +101,9 @@ def _backward(x, weights, dy, rows: int, interpret: bool):
   steps = n // rows
   arrays, specs = _weights(*weights)
   block = pl.BlockSpec((rows, c, w), lambda i: (i, 0, 0))
-  partial = lambda a: pl.BlockSpec((1,) + a.shape, lambda i: (i, 0, 0))
   dx, *sums = pl.pallas_call(
       _backward_kernel, grid=(steps,), in_specs=[block] + specs + [block],
-      out_specs=[block] + [partial(a) for a in arrays],
+      out_specs=[block] + [per_step(a.shape) for a in arrays],
       out_shape=[jax.ShapeDtypeStruct(x.shape, x.dtype)]
       + [jax.ShapeDtypeStruct((steps,) + a.shape, jnp.float32) for a in arrays],
       interpret=interpret)(x, *arrays, dy)
@@ -159,8 +153,4 @@ def layer_norm_mlp(x: jax.Array, gamma: jax.Array, beta: jax.Array, w1: jax.Arra
     out = _local(rows, weights, rows_per_step(n * h, w), interpret)
     return out.reshape(n, h, c, w).transpose(0, 1, 3, 2)
 
-  if mesh is None or mesh.devices.size == 1:
-    return run(x, weights)
-  # As in attention_tpu: per device on its own images; weight gradients summed over devices by shard_map.
-  data = P(mesh.axis_names[0])
-  return jax.shard_map(run, mesh=mesh, in_specs=(data, P()), out_specs=data, check_vma=False)(x, weights)
+  return per_device(run, mesh, x, weights)
