@@ -24,8 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
                                       # (faster there), the whole batch on accelerators (mgdn_jax/platform.py)
   c.gradients = 'auto'                # backward of the conv/linear layers: 'tuned_cpu' (XLA:CPU custom VJPs,
                                       # mgdn_jax/kernels) | 'autodiff' | 'auto' = tuned_cpu iff the mesh is CPU
-  c.pff_kernels = 'auto'              # PFF window attention and MLP: 'xla' (JAX ops) | 'pallas_tpu' (one Pallas
-                                      # kernel per layer and direction, kernels/attention_tpu.py, mlp_tpu.py;
+  c.pff_kernels = 'auto'              # PFF window attention, MLP, LCE: 'xla' (JAX ops) | 'pallas_tpu' (Pallas
+                                      # kernels, kernels/attention_tpu.py, mlp_tpu.py, lce_tpu.py;
                                       # interpreted off a TPU) | 'auto' = pallas_tpu iff the mesh is TPU
   c.xla_cpu_ynn_fusion = True         # CPU meshes only: compile the train step with YNNPACK's matmul-epilogue
                                       # fusion (smaller plans, equal speed; mgdn_jax/platform.py)

@@ -130,7 +130,7 @@ def resolve_gradients(gradients: str, target: str) -> str:
 
 def resolve_pff_kernels(pff_kernels: str, target: str) -> str:
   """config.pff_kernels for a `target` platform: 'auto' → 'pallas_tpu' on TPU (kernels/attention_tpu.py,
-  kernels/mlp_tpu.py), 'xla' elsewhere (the Pallas kernels are Mosaic TPU kernels)."""
+  kernels/mlp_tpu.py, kernels/lce_tpu.py), 'xla' elsewhere (the Pallas kernels are Mosaic TPU kernels)."""
   from mgdn_jax import kernels  # pylint: disable=g-import-not-at-top
   if pff_kernels == 'auto':
     return kernels.PALLAS_TPU if target == 'tpu' else kernels.XLA

@@ -1,6 +1,7 @@
-"""The Pallas PFF kernels (kernels/attention_tpu.py, kernels/mlp_tpu.py; run in Pallas's interpreter here) give the
-values and gradients of the layers' XLA path, on one device and with the images split over 8 (the attention with
-and without the shift mask); the training step runs them where its plan says so."""
+"""The Pallas PFF kernels (kernels/attention_tpu.py, kernels/mlp_tpu.py, kernels/lce_tpu.py; run in Pallas's
+interpreter here) give the values and gradients of the layers' XLA path, on one device and with the images split
+over 8 (the attention with and without the shift mask, the LCE with one and several grid steps per image); the
+training step runs them where its plan says so."""
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ from benchmarks import train_bench
 from configs import mef
 from mgdn_jax import sharding
 from mgdn_jax import train
-from mgdn_jax.kernels import attention_tpu, gelu, mlp_tpu
+from mgdn_jax.kernels import attention_tpu, gelu, lce_tpu, mlp_tpu
 from mgdn_jax.layers import pff
 from mgdn_jax.ops import window_attention
 
@@ -86,6 +87,44 @@ def test_rows_per_step_divides_the_image_rows():
   assert mlp_tpu.rows_per_step(18, 64) == 9
 
 
+@pytest.mark.parametrize('split, rows', [(False, 2), (False, 8), (True, 4)])
+def test_local_context_extractor_matches_the_layer(split, rows):
+  """rows < H: grid steps whose halo rows lie in the image, or past its edge (zero padding), or in the next image."""
+  n, h, w, c = 8, 8, 16, 16
+  rng = np.random.default_rng(3)
+  x, cotangent = (jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.float32) for _ in range(2))
+  graph, params = nnx.split(pff.LocalContextExtractor(c, rngs=nnx.Rngs(0)))
+  # The gate's Linear layers start at N(0, 0.02²), which leaves the gate near ½ and its gradient tiny.
+  params = jax.tree.map(lambda p: 0.5 * jnp.asarray(rng.standard_normal(p.shape), p.dtype), params)
+  mesh = sharding.make_mesh() if split else None
+
+  def run(params, x, kernel):
+    lce = nnx.merge(graph, params)
+    if kernel:
+      weights = (lce.conv0.kernel, lce.conv0.bias, lce.conv1.kernel, lce.conv1.bias, lce.conv2.kernel,
+                 lce.conv2.bias, lce.fc0.kernel, lce.fc2.kernel)
+      return lce_tpu.local_context(x, *(p[...] for p in weights), mesh=mesh, interpret=True, rows=rows)
+    return lce(x)
+
+  np.testing.assert_allclose(jax.jit(run, static_argnums=2)(params, x, True), run(params, x, False), rtol=1e-5,
+                             atol=1e-5)
+  grads = lambda kernel: jax.jit(jax.grad(lambda p, x: jnp.sum(run(p, x, kernel) * cotangent), argnums=(0, 1)))(
+      params, x)
+  got, want = grads(True), grads(False)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()), err_msg=jax.tree_util.keystr(path))
+
+
+def test_lce_rows_per_step_are_even_divisors_of_the_height():
+  assert lce_tpu.rows_per_step(128, 128) == 8
+  assert lce_tpu.rows_per_step(520, 520) == 2
+  assert lce_tpu.rows_per_step(24, 64) == 12
+  with pytest.raises(ValueError, match='height 7'):
+    lce_tpu.rows_per_step(7, 64)
+  with pytest.raises(ValueError, match='rows=6'):
+    lce_tpu.local_context(jnp.zeros((1, 8, 8, 16)), *([jnp.zeros(1)] * 8), rows=6)
+
+
 def test_unknown_kernel_choice_is_refused():
   model = pff.WindowAttention(12, 4, 2, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="pff_kernels='flash'"):
@@ -105,5 +144,5 @@ def test_training_step_runs_the_kernels_its_plan_names():
     jaxpr = str(built.step_fn.trace(jax.eval_shape(built.init), train_bench.batch_shapes(config)).jaxpr)
     calls[kernel] = jaxpr.count('pallas_call')
   blocks = sum(config.model.depths)
-  # Forward and backward of the attention and of the MLP in every block, each under its own shard_map.
-  assert calls == {'xla': 0, 'pallas_tpu': 4 * blocks}, calls
+  # Forward and backward of the attention and of the MLP (one kernel each) and of the LCE (two each) in every block.
+  assert calls == {'xla': 0, 'pallas_tpu': 8 * blocks}, calls

@@ -10,9 +10,9 @@ The choice is a value, never read from the environment: layers hold it (`KernelC
 step sets it from `config.gradients`, whose 'auto' `mgdn_jax.platform` resolves from the platform of the mesh the
 step is compiled for. Forward values do not depend on it.
 
-`PFF_KERNELS`: how the PFF block's window attention and MLP branch run, 'xla' (the layers' own JAX ops) or
-'pallas_tpu' (`kernels.attention_tpu`, `kernels.mlp_tpu`), held by the layers as `pff_kernels` and set by the
-training step from `config.pff_kernels` in the same way.
+`PFF_KERNELS`: how the PFF block's window attention, MLP branch and LCE run, 'xla' (the layers' own JAX ops) or
+'pallas_tpu' (`kernels.attention_tpu`, `kernels.mlp_tpu`, `kernels.lce_tpu`), held by the layers as `pff_kernels`
+and set by the training step from `config.pff_kernels` in the same way.
 """
 from typing import Callable
 

@@ -1,5 +1,5 @@
-"""What the Pallas TPU kernels (attention_tpu.py, mlp_tpu.py) share: whole-array and per-grid-step BlockSpecs, and
-running a kernel on each device's own images of a ('data',) mesh."""
+"""What the Pallas TPU kernels (attention_tpu.py, mlp_tpu.py, lce_tpu.py) share: whole-array and per-grid-step
+BlockSpecs, and running a kernel on each device's own images of a ('data',) mesh."""
 from typing import Callable
 
 import jax

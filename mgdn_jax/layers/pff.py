@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mgdn_jax import kernels
-from mgdn_jax.kernels import attention_tpu, gelu, mlp_tpu
+from mgdn_jax.kernels import attention_tpu, gelu, lce_tpu, mlp_tpu
 from mgdn_jax.layers.common import conv, drop_path, layer_norm, leaky_relu, linear, normal_02
 from mgdn_jax.ops import (relative_position_index, shift_attention_mask, window_attention, window_partition,
                           window_reverse)
@@ -59,15 +59,19 @@ def _interpret(mesh: jax.sharding.Mesh | None) -> bool:
 
 
 def use_kernels(module: nnx.Module, pff_kernels: str, mesh: jax.sharding.Mesh | None = None) -> None:
-  """Sets how every PFF block in `module` runs its window attention and MLP: `pff_kernels` in
+  """Sets how every PFF block in `module` runs its window attention, MLP and LCE: `pff_kernels` in
   kernels.PFF_KERNELS, over `mesh`'s devices."""
   if pff_kernels not in kernels.PFF_KERNELS:
     raise ValueError(f'pff_kernels={pff_kernels!r}: must be one of {kernels.PFF_KERNELS}')
-  module.set_attributes(PFFBlock, WindowAttention, pff_kernels=pff_kernels, mesh=mesh, raise_if_not_found=False)
+  module.set_attributes(PFFBlock, WindowAttention, LocalContextExtractor, pff_kernels=pff_kernels, mesh=mesh,
+                        raise_if_not_found=False)
 
 
 class LocalContextExtractor(nnx.Module):
-  """LCE: 1×1 (C→r) → 3×3 (r→r) → 1×1 (r→C) → LReLU(0.2), times a squeeze-excitation gate; r = C // 8."""
+  """LCE: 1×1 (C→r) → 3×3 (r→r) → 1×1 (r→C) → LReLU(0.2), times a squeeze-excitation gate; r = C // 8.
+
+  (N, H, W, C) → (N, H, W, C). With `pff_kernels` 'pallas_tpu' (`use_kernels`) it runs as `kernels.lce_tpu`.
+  """
 
   def __init__(self, dim: int, reduction: int = 8, *, rngs: nnx.Rngs, dtype=jnp.float32):
     r = dim // reduction
@@ -78,8 +82,16 @@ class LocalContextExtractor(nnx.Module):
     self.conv2 = conv(r, dim, 1, rngs=rngs, dtype=dtype)
     self.fc0 = linear(dim, r, use_bias=False, rngs=rngs, dtype=dtype)
     self.fc2 = linear(r, dim, use_bias=False, rngs=rngs, dtype=dtype)
+    self.pff_kernels = kernels.XLA
+    self.mesh = None
 
   def __call__(self, x: jax.Array) -> jax.Array:
+    if self.pff_kernels == kernels.PALLAS_TPU:
+      dtype = self.conv0.dtype or x.dtype
+      params = (self.conv0.kernel, self.conv0.bias, self.conv1.kernel, self.conv1.bias, self.conv2.kernel,
+                self.conv2.bias, self.fc0.kernel, self.fc2.kernel)
+      return lce_tpu.local_context(x.astype(dtype), *(p[...].astype(dtype) for p in params), mesh=self.mesh,
+                                   interpret=_interpret(self.mesh))
     y = leaky_relu(self.conv2(self.conv1(self.conv0(x))), 0.2)
     pooled = jnp.mean(y.astype(jnp.float32), axis=(1, 2)).astype(y.dtype)
     gate = jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc0(pooled))))
@@ -99,7 +111,7 @@ class PFFBlock(nnx.Module):
   """Context-aware transformer block.  (N,H,W,C) → (N,H,W,C); H, W multiples of the window size.
 
   With `pff_kernels` 'pallas_tpu' (`use_kernels`) the MLP branch, LayerNorm 2 included, is one Pallas kernel per
-  direction (`kernels.mlp_tpu`), as is the window attention.
+  direction (`kernels.mlp_tpu`), as is the window attention; the LCE is two (`kernels.lce_tpu`).
   """
 
   def __init__(self, dim: int, num_heads: int, window_size: int, shift: int, mlp_ratio: float,
