@@ -18,7 +18,7 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import aot_tpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-PROG = 'benchmarks/pff_kernels_tpu.py'
+PROG = 'pff_kernels_tpu'
 PARTS = ('attention', 'mlp', 'lce', 'block')
 
 

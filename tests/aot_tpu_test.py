@@ -72,3 +72,16 @@ def test_tiny_train_step_compiles_for_v5e_on_the_accelerator_path():
   assert row['fits'] and 0 < row['peak_bytes'] <= row['hbm_need_bytes'] < row['hbm_bytes']
   assert row['flops'] > 0 and row['bytes_accessed'] > 0 and row['roofline_images_s'] > 0
   assert row['fusions'] >= row['entry_fusions'] > 0
+
+
+@needs_libtpu
+def test_each_pff_part_moves_fewer_bytes_with_the_pallas_kernels(capsys):
+  """benchmarks/pff_kernels_tpu.py on MFF's block at 16² per chip: every part and the block compile both ways, and
+  the kernels cut each one's HBM traffic (the paper-size numbers are in benchmarks/README.md)."""
+  from benchmarks import pff_kernels_tpu  # pylint: disable=g-import-not-at-top
+  rows = pff_kernels_tpu.measure('mff', 'v5e:2x2', images_per_chip=1, patch=16)
+  got = {(r['part'], r['pff_kernels']): r for r in rows}
+  assert set(got) == {(p, k) for p in pff_kernels_tpu.PARTS for k in ('xla', 'pallas_tpu')}
+  for part in pff_kernels_tpu.PARTS:
+    assert 0 < got[part, 'pallas_tpu']['bytes'] < got[part, 'xla']['bytes'], part
+  assert 'block' in capsys.readouterr().out

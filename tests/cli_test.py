@@ -14,7 +14,7 @@ TOOLS = {'fuse': 'mgdn_jax.fuse', 'evaluate': 'mgdn_jax.evaluate', 'convert': 'm
          'weights': 'mgdn_jax.weights.__main__', 'prepare': 'data_pipelines.prepare',
          'sharp_photos': 'data_pipelines.sharp_photos'}
 BENCHMARKS = ('aot_tpu', 'compare_official', 'host_memory_bench', 'inference_bench', 'input_bench', 'metrics_bench',
-              'model_bench', 'roofline', 'train_bench')
+              'model_bench', 'pff_kernels_tpu', 'roofline', 'train_bench')
 TOOLS.update({name: f'benchmarks.{name}' for name in BENCHMARKS})
 
 
