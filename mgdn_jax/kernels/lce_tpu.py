@@ -183,15 +183,21 @@ def _kernel_weights(w0, b0, w1, b1, w2, b2):
           w2.reshape(r, c).T, b2.reshape(c, 1))
 
 
+def _row_specs(shape, rows: int) -> tuple[pl.BlockSpec, pl.BlockSpec, pl.BlockSpec]:
+  """BlockSpecs of (N·H, C, W) rows: a grid step's own `rows`, the two rows above and the two below them (clamped
+  to the array; the kernels treat rows outside the image as padding)."""
+  n_rows, c, w = shape
+  last, per = n_rows // _HALO - 1, rows // _HALO
+  return (pl.BlockSpec((rows, c, w), lambda i: (i, 0, 0)),
+          pl.BlockSpec((_HALO, c, w), lambda i: (jnp.maximum(i * per - 1, 0), 0, 0)),
+          pl.BlockSpec((_HALO, c, w), lambda i: (jnp.minimum((i + 1) * per, last), 0, 0)))
+
+
 def _call(kernel, x, weights, extras, extra_specs, out_shapes, out_specs, height: int, rows: int, interpret: bool):
   """One pallas_call over the (N·H, C, W) rows in steps of `rows` (plus their halos), weights whole, `extras` with
   their own specs."""
-  n_rows, c, w = x.shape
-  halo_blocks = n_rows // _HALO
-  per = rows // _HALO
-  block = pl.BlockSpec((rows, c, w), lambda i: (i, 0, 0))
-  top = pl.BlockSpec((_HALO, c, w), lambda i: (jnp.maximum(i * per - 1, 0), 0, 0))
-  bot = pl.BlockSpec((_HALO, c, w), lambda i: (jnp.minimum((i + 1) * per, halo_blocks - 1), 0, 0))
+  n_rows, _, w = x.shape
+  block, top, bot = _row_specs(x.shape, rows)
   shifts = jnp.stack([jnp.eye(w, k=1, dtype=x.dtype), jnp.eye(w, k=-1, dtype=x.dtype)])  # S₋₁, S₊₁
   args = (x, x, x) + tuple(weights) + (shifts,) + tuple(extras)
   specs = [block, top, bot] + [whole(a.shape) for a in weights] + [whole(shifts.shape)] + list(extra_specs)
@@ -227,22 +233,18 @@ def _forward(x, weights, fc0, fc2, height: int, rows: int, interpret: bool):
   pooled = _per_image_sum(sums, n) / (height * w)
   gate = _squeeze_excite(pooled, fc0.astype(jnp.float32), fc2.astype(jnp.float32))
   out = _call(_apply_kernel, x, weights, (gate[..., None],), (_image_spec(c, height, rows),),
-              jax.ShapeDtypeStruct(x.shape, x.dtype), pl.BlockSpec((rows, c, w), lambda i: (i, 0, 0)), height,
-              rows, interpret)
+              jax.ShapeDtypeStruct(x.shape, x.dtype), _row_specs(x.shape, rows)[0], height, rows, interpret)
   return out, (pooled, gate)
 
 
 def _backward(x, weights, fc0, fc2, pooled, gate, dout, height: int, rows: int, interpret: bool):
   n_rows, c, w = x.shape
   n, steps = n_rows // height, n_rows // rows
-  block = pl.BlockSpec((rows, c, w), lambda i: (i, 0, 0))
+  block, dtop, dbot = _row_specs(x.shape, rows)
   sums = _call(_gate_grad_kernel, x, weights, (dout,), (block,), jax.ShapeDtypeStruct((steps, c, 1), jnp.float32),
                per_step((c, 1)), height, rows, interpret)
   _, se_vjp = jax.vjp(_squeeze_excite, pooled, fc0.astype(jnp.float32), fc2.astype(jnp.float32))
   dpooled, dfc0, dfc2 = se_vjp(_per_image_sum(sums, n))
-  halo_blocks, per = n_rows // _HALO, rows // _HALO
-  dtop = pl.BlockSpec((_HALO, c, w), lambda i: (jnp.maximum(i * per - 1, 0), 0, 0))
-  dbot = pl.BlockSpec((_HALO, c, w), lambda i: (jnp.minimum((i + 1) * per, halo_blocks - 1), 0, 0))
   image = _image_spec(c, height, rows)
   dx, *partials = _call(
       _backward_kernel, x, weights, (gate[..., None], (dpooled / (height * w))[..., None], dout, dout, dout),
