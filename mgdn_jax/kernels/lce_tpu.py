@@ -27,8 +27,8 @@ from mgdn_jax.kernels.pallas_util import per_device, per_step, whole
 
 _HALO = 2
 # Tokens per grid step: with the halo, both directions' blocks take a few MiB of VMEM at most (of the 16 MiB XLA:TPU
-# grants a kernel by default), and the unrolled per-row code (and its compile time) stays small. The two (W, W) shift
-# matrices grow with the square of the width (1 MiB each at W = 512, double-buffered), which training patches stay below.
+# grants a kernel by default), and the unrolled per-row code (and its compile time) stays small. The two (W, W)
+# shift matrices grow with the square of the width (1 MiB each at W = 512, double-buffered).
 TOKENS_PER_STEP = 1024
 _SLOPE = 0.2
 
