@@ -109,22 +109,24 @@ def compile_stats(jitted: Any, *args, **kwargs) -> tuple[Any, dict]:
   compile_s = time.perf_counter() - t
   stats = dict(compile_s=compile_s, mem_mb=None, temp_mb=None, flops=None,
                jaxpr_flops=roofline.traced_cost(traced).flops)
-  try:
-    m = compiled.memory_analysis()
-    if m is not None:
-      total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
-               - getattr(m, 'alias_size_in_bytes', 0))
-      stats.update(mem_mb=total / 2**20, temp_mb=m.temp_size_in_bytes / 2**20)
-  except (NotImplementedError, AttributeError):
-    pass  # backends without memory analysis: mem_mb stays None and tables print n/a
-  try:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    if cost and cost.get('flops', 0) > 0:
-      stats['flops'] = float(cost['flops'])
-  except (NotImplementedError, AttributeError):
-    pass  # backends without cost analysis: flops stays None, so FLOP/s and MFU print n/a
+  m = _optional_analysis(compiled.memory_analysis)
+  if m is not None:
+    total = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+             - getattr(m, 'alias_size_in_bytes', 0))
+    stats.update(mem_mb=total / 2**20, temp_mb=m.temp_size_in_bytes / 2**20)
+  cost = _optional_analysis(compiled.cost_analysis)
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  if cost and cost.get('flops', 0) > 0:
+    stats['flops'] = float(cost['flops'])
   return compiled, stats
+
+
+def _optional_analysis(analysis):
+  """`analysis()` of a compiled executable, or None on backends that have none (its table columns print n/a)."""
+  try:
+    return analysis()
+  except (NotImplementedError, AttributeError):
+    return None
 
 
 def peak_flops(override_tflops: float = 0.) -> float | None:
