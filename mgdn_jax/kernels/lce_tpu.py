@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from mgdn_jax.kernels.pallas_util import per_device, per_step, whole
+from mgdn_jax.kernels.pallas_util import (dot as _dot, dot_t as _dot_t, from_image_rows, image_rows,
+                                          lane_sum as _lane_sum, outer as _outer, per_device, per_step, whole)
 
 _HALO = 2
 # Tokens per grid step: with the halo, both directions' blocks take a few MiB of VMEM at most (of the 16 MiB XLA:TPU
@@ -40,24 +41,6 @@ def rows_per_step(height: int, width: int) -> int:
     raise ValueError(f'lce_tpu: image height {height} must be even')
   cap = max(_HALO, TOKENS_PER_STEP // width)
   return max(d for d in range(_HALO, min(height, cap) + 1, _HALO) if height % d == 0)
-
-
-def _dot(a, b):
-  return jnp.dot(a, b, preferred_element_type=jnp.float32)
-
-
-def _dot_t(a, b):
-  """aᵀ b, contracting the first axis of both."""
-  return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-
-
-def _outer(a, b):
-  """a bᵀ, contracting the lanes (the image width) of both."""
-  return jnp.einsum('iw,jw->ij', a, b, preferred_element_type=jnp.float32)
-
-
-def _lane_sum(a):
-  return jnp.sum(a, axis=1, keepdims=True)
 
 
 class _Step:
@@ -298,10 +281,6 @@ def local_context(x: jax.Array, w0: jax.Array, b0: jax.Array, w1: jax.Array, b1:
     raise ValueError(f'lce_tpu: rows={rows} must be even and divide the image height {h}')
 
   def run(x, convs, fc0, fc2):
-    n = x.shape[0]
-    # Channels before width, as in mlp_tpu: free transposes where W fills the lanes.
-    x_rows = x.transpose(0, 1, 3, 2).reshape(n * h, x.shape[3], w)
-    out = _local(x_rows, _kernel_weights(*convs), fc0, fc2, h, rows, interpret)
-    return out.reshape(n, h, -1, w).transpose(0, 1, 3, 2)
+    return from_image_rows(_local(image_rows(x), _kernel_weights(*convs), fc0, fc2, h, rows, interpret), h)
 
   return per_device(run, mesh, x, (w0, b0, w1, b1, w2, b2), fc0, fc2)

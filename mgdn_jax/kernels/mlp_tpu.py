@@ -4,8 +4,8 @@ XLA:TPU writes the normalised tokens and the (tokens, hidden) pre-activation and
 model) to HBM between its kernels, and reads them again in the backward pass. Here each grid step loads a few image
 rows, each as a (C, W) matrix, and the weights into VMEM, runs the whole branch there (as W₁ᵀ u, W₂ᵀ a) and writes
 only its output; the backward kernel reads the rows and the output gradient, recomputes the branch, and writes dx
-and one partial gradient per weight per grid step (summed outside). The math is `nnx.LayerNorm` (ε = 1e-5) and `kernels.gelu`'s
-erf form of the exact GELU.
+and one partial gradient per weight per grid step (summed outside). The math is `nnx.LayerNorm` (ε = 1e-5) and
+`kernels.gelu`'s erf form of the exact GELU.
 """
 import functools
 
@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from mgdn_jax.kernels.gelu import cdf as gelu_cdf, derivative as gelu_derivative
-from mgdn_jax.kernels.pallas_util import per_device, per_step, whole
+from mgdn_jax.kernels.pallas_util import (dot as _dot, dot_t, from_image_rows, image_rows, lane_sum, outer, per_device,
+                                          per_step, whole)
 
 _EPS = 1e-5
 # Tokens per grid step: the (hidden, tokens) f32 activations of the backward pass stay a few MiB of VMEM.
@@ -41,10 +42,6 @@ def _normalise(x, gamma, beta):
   return xhat * gamma + beta, xhat, rstd
 
 
-def _dot(a, b):
-  return jnp.dot(a, b, preferred_element_type=jnp.float32)
-
-
 def _forward_kernel(x_ref, gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_ref, y_ref):
   gamma, beta, w1t, b1, w2t, b2 = map(_f32, (gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_ref))
   for r in range(x_ref.shape[0]):
@@ -65,17 +62,13 @@ def _backward_kernel(x_ref, gamma_ref, beta_ref, w1t_ref, b1_ref, w2t_ref, b2_re
     h = _dot(w1t, u) + b1
     cdf = gelu_cdf(h)
     a = h * cdf
-    # w2t is (C, hidden): da = w2tᵀ dy, as a contraction over the channel axis of both.
-    da = jax.lax.dot_general(w2t, dy, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-    dh = da * gelu_derivative(h, cdf)
-    du = jax.lax.dot_general(w1t, dh, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    dh = dot_t(w2t, dy) * gelu_derivative(h, cdf)                # w2t is (C, hidden)
+    du = dot_t(w1t, dh)
     dxhat = du * gamma
     dx = rstd * (dxhat - jnp.mean(dxhat, axis=0, keepdims=True)
                  - xhat * jnp.mean(dxhat * xhat, axis=0, keepdims=True))
     dx_ref[r] = dx.astype(dx_ref.dtype)
-    row = [jnp.sum(du * xhat, axis=1, keepdims=True), jnp.sum(du, axis=1, keepdims=True),
-           jnp.einsum('kw,cw->kc', dh, u, preferred_element_type=jnp.float32), jnp.sum(dh, axis=1, keepdims=True),
-           jnp.einsum('cw,kw->ck', dy, a, preferred_element_type=jnp.float32), jnp.sum(dy, axis=1, keepdims=True)]
+    row = [lane_sum(du * xhat), lane_sum(du), outer(dh, u), lane_sum(dh), outer(dy, a), lane_sum(dy)]
     sums = [acc + g for acc, g in zip(sums, row)]
   for ref, total in zip((dgamma_ref, dbeta_ref, dw1t_ref, db1_ref, dw2t_ref, db2_ref), sums):
     ref[...] = total[None]
@@ -146,11 +139,8 @@ def layer_norm_mlp(x: jax.Array, gamma: jax.Array, beta: jax.Array, w1: jax.Arra
   weights = (gamma, beta, w1, b1, w2, b2)
 
   def run(x, weights):
-    n, h, w, c = x.shape
-    # Channels before width: the (N, H, W, C) activations' own layout on a TPU when W fills the 128 lanes (XLA puts
-    # W minor there), so both transposes are free and each (C, W) row is a plain matmul operand.
-    rows = x.transpose(0, 1, 3, 2).reshape(n * h, c, w)
-    out = _local(rows, weights, rows_per_step(n * h, w), interpret)
-    return out.reshape(n, h, c, w).transpose(0, 1, 3, 2)
+    n, h, w, _ = x.shape
+    # Channels before width (`image_rows`): free transposes on a TPU, and each (C, W) row a plain matmul operand.
+    return from_image_rows(_local(image_rows(x), weights, rows_per_step(n * h, w), interpret), h)
 
   return per_device(run, mesh, x, weights)
