@@ -48,6 +48,15 @@ def _builder(name: str, data_dir) -> tfds.core.DatasetBuilder:
     raise common.DataError(f'dataset {name!r}: {str(e).splitlines()[0]}') from None
 
 
+def _published(name: str, data_dir) -> tfds.core.DatasetBuilder | None:
+  """The builder of `name` when its dataset is published in data_dir, else None.
+
+  The builder returned is made after the check: one made before another process publishes the dataset holds the
+  code's info, without the splits on disk, even though its is_prepared() then says True.
+  """
+  return _builder(name, data_dir) if _builder(name, data_dir).is_prepared() else None
+
+
 @contextlib.contextmanager
 def _preparation_lock(root: pathlib.Path, name: str):
   """An exclusive lock on the data_dir, held while one process prepares and publishes a dataset into it.
@@ -75,9 +84,9 @@ def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuild
   a lock: a concurrent prepare of the same dataset waits, then reuses what the first one published. On failure
   only the temporary folder is removed; nothing that was in data_dir before is touched.
   """
+  if (published := _published(name, data_dir)) is not None:
+    return published
   builder = _builder(name, data_dir)
-  if builder.is_prepared():
-    return builder
   base = name.split('/')[0]
   download_config = None
   if base not in SELF_PREPARING:
@@ -95,9 +104,8 @@ def prepare(name: str, manual_dir=None, data_dir=None) -> tfds.core.DatasetBuild
   except OSError as e:
     raise common.DataError(f'dataset {name}: cannot create data_dir {root}: {e.strerror}') from None
   with _preparation_lock(root, name):
-    builder = _builder(name, data_dir)
-    if builder.is_prepared():  # published by another process while this one waited
-      return builder
+    if (published := _published(name, data_dir)) is not None:  # published by another process meanwhile
+      return published
     final = pathlib.Path(builder.data_dir)
     if final.exists() and (not final.is_dir() or any(final.iterdir())):  # rename replaces an empty folder
       raise common.DataError(f'dataset {name}: {final} exists but holds no prepared dataset; move it away and '
@@ -124,15 +132,16 @@ def data_source(name: str, split: str, manual_dir=None, data_dir=None):
 
   Raises a one-line DataError saying how to prepare the dataset when it is neither prepared nor preparable.
   """
-  builder = _builder(name, data_dir)
-  if not builder.is_prepared():
+  builder = _published(name, data_dir)
+  if builder is None:
     base = name.split('/')[0]
     folder = None
     if base not in SELF_PREPARING:
       # config.data.manual_dir is the root of all datasets: only manual_dir/<base> counts here.
       folder = pathlib.Path(manual_dir).expanduser() / base if manual_dir is not None else None
       if folder is None or not folder.is_dir():
-        raise common.DataError(f'dataset {name} is not prepared in {builder.data_dir_root}: {_how(name)}')
+        raise common.DataError(f'dataset {name} is not prepared in {_builder(name, data_dir).data_dir_root}: '
+                               f'{_how(name)}')
     builder = prepare(name, manual_dir=folder, data_dir=data_dir)
   if split not in builder.info.splits:
     raise common.DataError(f'dataset {name} has no split {split!r} (has {sorted(builder.info.splits)})')

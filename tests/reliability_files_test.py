@@ -97,6 +97,27 @@ def test_a_waiting_prepare_reuses_the_published_dataset(tmp_path):
   assert sorted(p.name for p in data_dir.iterdir()) == ['lytro']
 
 
+@pytest.mark.parametrize('entry', ['prepare', 'data_source'])
+def test_a_dataset_published_while_looking_is_read_from_disk(tmp_path, monkeypatch, entry):
+  """Another process publishes the dataset between the making of a builder and its is_prepared() check."""
+  manual, data_dir = _lytro(tmp_path / 'lytro'), tmp_path / 'tfds'
+  published = pathlib.Path(loader.prepare('lytro', manual_dir=manual, data_dir=tmp_path / 'other').data_dir)
+  make = loader._builder
+
+  def builder_then_publish(name, root):
+    builder = make(name, root)
+    if not (data_dir / 'lytro').exists():
+      (data_dir / 'lytro').mkdir(parents=True)
+      os.rename(published, data_dir / 'lytro' / published.name)
+    return builder
+
+  monkeypatch.setattr(loader, '_builder', builder_then_publish)
+  if entry == 'prepare':
+    assert loader.prepare('lytro', manual_dir=manual, data_dir=data_dir).info.splits['test'].num_examples == 2
+  else:
+    assert len(loader.data_source('lytro', 'test', manual_dir=tmp_path, data_dir=data_dir)) == 2
+
+
 def test_prepare_never_deletes_what_it_did_not_create(tmp_path):
   manual, data_dir = _lytro(tmp_path / 'lytro'), tmp_path / 'tfds'
   mine = data_dir / 'lytro' / '1.0.0' / 'notes.txt'  # a folder in the way that is not a prepared dataset
