@@ -2,6 +2,9 @@
 
 DRPL recipe (Li et al. 2020, used by MGDN for MFF training): a sharp crop, a binary focus mask, a 7×7 Gaussian
 blur, and the complementary pair near = M·sharp + (1−M)·blur, far = (1−M)·sharp + M·blur; target = sharp.
+The varied-defocus variant draws the blur of each side's out-of-focus part separately (`defocus_sigma`): real
+focal stacks are blurred by different amounts on each side, and a model that only ever saw σ = 2 treats other
+blurs, weaker ones above all, as detail to keep.
 """
 import numpy as np
 from PIL import Image
@@ -11,6 +14,7 @@ from mgdn_jax import image_io
 
 BLUR_SIZE = 7
 BLUR_SIGMA = 2.0
+DEFOCUS_SIGMAS = (0.5, 5.0)  # range of the varied-defocus blur, drawn log-uniformly
 
 
 def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> np.ndarray:
@@ -21,6 +25,17 @@ def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SI
   k /= k.sum()
   out = ndimage.convolve1d(img.astype(np.float32), k.astype(np.float32), axis=0, mode='reflect')
   return ndimage.convolve1d(out, k.astype(np.float32), axis=1, mode='reflect')
+
+
+def defocus_sigma(rng: np.random.Generator) -> float:
+  """A Gaussian σ drawn log-uniformly from DEFOCUS_SIGMAS: as many weak blurs (hard to tell from sharp) as strong."""
+  lo, hi = np.log(DEFOCUS_SIGMAS[0]), np.log(DEFOCUS_SIGMAS[1])
+  return float(np.exp(rng.uniform(lo, hi)))
+
+
+def defocus_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+  """Gaussian blur of σ `sigma` with a kernel of ±3σ (float32 (H, W, C)), unlike DRPL's fixed 7×7."""
+  return gaussian_blur(img, size=2 * int(np.ceil(3 * sigma)) + 1, sigma=sigma)
 
 
 def random_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -49,13 +64,20 @@ def random_crop(rng: np.random.Generator, img: np.ndarray, h: int, w: int) -> np
   return img[y:y + h, x:x + w]
 
 
-def drpl_pair(sharp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Complementary (near, far) uint8 pair from a sharp uint8 (H, W, 3) image and a bool (H, W) mask."""
-  blur = gaussian_blur(sharp)
+def drpl_pair(sharp: np.ndarray, mask: np.ndarray, sigmas: tuple[float, float] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """Complementary (near, far) uint8 pair from a sharp uint8 (H, W, 3) image and a bool (H, W) mask.
+
+  `sigmas` = (σ of near's background, σ of far's foreground) for `defocus_blur`; None is DRPL's 7×7, σ = 2 on both.
+  """
+  if sigmas is None:
+    blur_near = blur_far = gaussian_blur(sharp)
+  else:
+    blur_near, blur_far = (defocus_blur(sharp, sigma) for sigma in sigmas)
   m = mask[..., None].astype(np.float32)
   s = sharp.astype(np.float32)
-  near = m * s + (1 - m) * blur
-  far = (1 - m) * s + m * blur
+  near = m * s + (1 - m) * blur_near
+  far = (1 - m) * s + m * blur_far
   to8 = lambda a: np.clip(np.round(a), 0, 255).astype(np.uint8)
   return to8(near), to8(far)
 

@@ -1,4 +1,5 @@
-"""`drpl_mff` builder: DRPL recipe (mask, 7×7 blur, complementary pair), determinism, mask folder, bad input."""
+"""`drpl_mff` builder: DRPL recipe (mask, 7×7 blur, complementary pair), the varied-defocus config, determinism,
+mask folder, bad input."""
 import numpy as np
 from PIL import Image
 import pytest
@@ -86,6 +87,38 @@ def test_pairs_per_image_config(tmp_path):
     np.testing.assert_array_equal(many['img_1'][k], single['img_1'][k])
   masks = [np.all(many[n]['image_0'] == many[n]['target'], axis=-1) for n in ('img_1', 'img_1-p1', 'img_1-p2')]
   assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+
+
+def test_defocus_config_varies_each_sides_blur(tmp_path):
+  write_images(tmp_path / 'manual' / 'drpl_mff' / 'images', 2)
+  fixed = {e['name'].decode(): e for e in loader.prepare(
+      'drpl_mff/x8', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'a').as_data_source('train')}
+  varied = {e['name'].decode(): e for e in loader.prepare(
+      'drpl_mff/x8_defocus', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'b').as_data_source('train')}
+  assert sorted(varied) == sorted(fixed)
+  errors = []
+  for name, e in varied.items():
+    np.testing.assert_array_equal(e['target'], fixed[name]['target'])  # the same crops and masks as x8
+    sharp = [np.all(e[k] == e['target'], axis=-1) for k in ('image_0', 'image_1')]
+    np.testing.assert_array_equal(sharp[0], np.all(fixed[name]['image_0'] == e['target'], axis=-1))
+    for k, in_focus in zip(('image_0', 'image_1'), sharp):
+      # the blurred part is a Gaussian blur of the target with some σ in the range, and not DRPL's σ = 2
+      sigmas = np.geomspace(*synth.DEFOCUS_SIGMAS, 46)
+      fits = [np.abs(synth.defocus_blur(e['target'], s)[~in_focus] - e[k][~in_focus]).max() for s in sigmas]
+      errors.append(min(fits))
+      assert min(fits) < 12 and not np.array_equal(e[k], fixed[name][k])
+  assert np.median(errors) < 3
+
+
+def test_defocus_sigma_range_and_kernel():
+  sigmas = np.array([synth.defocus_sigma(np.random.default_rng(i)) for i in range(400)])
+  lo, hi = synth.DEFOCUS_SIGMAS
+  assert sigmas.min() >= lo and sigmas.max() <= hi
+  assert 0.35 < np.mean(sigmas < np.sqrt(lo * hi)) < 0.65  # log-uniform: half below the geometric mean
+  impulse = np.zeros((41, 41, 1), np.uint8)
+  impulse[20, 20] = 255
+  out = synth.defocus_blur(impulse, 3.0)[..., 0]
+  assert np.count_nonzero(out) == 19 * 19 and abs(out.sum() - 255) < 1e-3
 
 
 def test_sharp_photos_folder(tmp_path):

@@ -57,6 +57,22 @@ def fused(model, batch, chunk: int = 8):
                          for i in range(0, n, chunk)])
 
 
+def load_models(prog: str, specs: list[str]):
+  """([(spec, model)], task) of `--checkpoint` specs ([raw:]PATH); one line and exit 1 when their tasks differ."""
+  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+  from mgdn_jax import checkpoint
+  from mgdn_jax import cli
+  loaded, tasks_seen = [], set()
+  for spec in specs:
+    raw = spec.startswith('raw:')
+    model, config = checkpoint.load_model(os.path.expanduser(spec[4:] if raw else spec), use_ema=not raw)
+    loaded.append((spec, model))
+    tasks_seen.add(config.task)
+  if len(tasks_seen) != 1:
+    cli.fail(prog, f'the checkpoints are of different tasks ({", ".join(sorted(tasks_seen))})')
+  return loaded, tasks_seen.pop()
+
+
 PROG = 'fit_check'
 
 
@@ -74,26 +90,15 @@ def define_flags(f) -> None:
 def main(argv=None) -> None:
   from mgdn_jax import cli
   args, _ = cli.parse(PROG, __doc__, define_flags, argv)
-  os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-  from mgdn_jax import checkpoint
-  loaded = []
-  for spec in args.checkpoint:
-    raw = spec.startswith('raw:')
-    path = os.path.expanduser(spec[4:] if raw else spec)
-    model, config = checkpoint.load_model(path, use_ema=not raw)
-    loaded.append((spec, model, config.task))
-  tasks_seen = {task for _, _, task in loaded}
-  if len(tasks_seen) != 1:
-    cli.fail(PROG, f'the checkpoints are of different tasks ({", ".join(sorted(tasks_seen))})')
-  batch = sample(args.dataset, args.data_dir and os.path.expanduser(args.data_dir), args.examples, args.patch,
-                 tasks_seen.pop())
+  loaded, task = load_models(PROG, args.checkpoint)
+  batch = sample(args.dataset, args.data_dir and os.path.expanduser(args.data_dir), args.examples, args.patch, task)
   target = batch['target']
   streams = [batch[k] for k in sorted(batch) if k.startswith('stream_')]
   print(f'{args.dataset}: {len(target)} examples, centre {args.patch}² crops')
   rows = []
   if all(s.shape == target.shape for s in streams):
     rows.append(('average of the inputs', scores(sum(streams) / len(streams), target)))
-  rows += [(spec, scores(fused(model, batch), target)) for spec, model, _ in loaded]
+  rows += [(spec, scores(fused(model, batch), target)) for spec, model in loaded]
   width = max(len(name) for name, _ in rows)
   print(f'{"":{width}}  {"L1":>8}  {"PSNR":>7}')
   for name, s in rows:
