@@ -9,8 +9,8 @@ far = (1−M)·sharp + M·blur; target = the sharp crop.
 Configs: `x1` (the default, DRPL's one pair per photo), `x8` (8 pairs per photo with different crops and masks,
 for small photo collections) and `x8_defocus` (as x8, but each side's out-of-focus part blurred with its own σ
 drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's single blur fails on weaker and
-stronger real defocus; benchmarks in the README's "MFF trained from scratch"). Features: image_0 = near, image_1 = far, target (uint8 RGB), name = the image file
-stem (`<stem>-p<k>` for pairs k ≥ 1).
+stronger real defocus; measured in the README's "MFF trained from scratch"). Features: image_0 = near,
+image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib
 import zlib
