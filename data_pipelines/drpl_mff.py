@@ -8,8 +8,8 @@ mask); a 7×7 Gaussian blur (σ = 2); the complementary pair near = M·sharp + (
 far = (1−M)·sharp + M·blur; target = the sharp crop.
 Configs: `x1` (the default, DRPL's one pair per photo), `x8` (8 pairs per photo with different crops and masks,
 for small photo collections) and `x8_defocus` (as x8, but each side's out-of-focus part blurred with its own σ
-drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's single blur fails on weaker and
-stronger real defocus; measured in the README's "MFF trained from scratch"). Features: image_0 = near,
+drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's single blur fuses weaker and
+stronger defocus far worse; measured in the README's "MFF trained from scratch"). Features: image_0 = near,
 image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib

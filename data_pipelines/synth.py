@@ -3,8 +3,8 @@
 DRPL recipe (Li et al. 2020, used by MGDN for MFF training): a sharp crop, a binary focus mask, a 7×7 Gaussian
 blur, and the complementary pair near = M·sharp + (1−M)·blur, far = (1−M)·sharp + M·blur; target = sharp.
 The varied-defocus variant draws the blur of each side's out-of-focus part separately (`defocus_sigma`): real
-focal stacks are blurred by different amounts on each side, and a model that only ever saw σ = 2 treats other
-blurs, weaker ones above all, as detail to keep.
+focal stacks are blurred by different amounts on each side, and a model that only ever saw σ = 2 fuses weaker and
+stronger blurs far worse (`tools/defocus_sweep.py`).
 """
 import numpy as np
 from PIL import Image

@@ -48,3 +48,11 @@ def test_unusable_photos_are_one_line_errors(tmp_path):
   small = defocus_sweep.photos_of([str(_photos(tmp_path / 's', n=1, size=(40, 50)))], 4)
   with pytest.raises(common.DataError, match=r'p0.png: 40x50 is smaller than --patch=64'):
     defocus_sweep.pairs(small, 1.0, 64)
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path):
+  photos, missing = _photos(tmp_path / 'a'), tmp_path / 'none'
+  with pytest.raises(SystemExit) as e:
+    defocus_sweep.main([f'--photos={photos}', f'--checkpoint={missing}'])
+  assert str(e.value) == (f'defocus_sweep: error: cannot load checkpoint {missing}: {missing}/config.json not '
+                          f"found: '{missing}' is neither an exported model (save_model) nor a training workdir.")

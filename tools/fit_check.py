@@ -65,7 +65,10 @@ def load_models(prog: str, specs: list[str]):
   loaded, tasks_seen = [], set()
   for spec in specs:
     raw = spec.startswith('raw:')
-    model, config = checkpoint.load_model(os.path.expanduser(spec[4:] if raw else spec), use_ema=not raw)
+    try:
+      model, config = checkpoint.load_model(os.path.expanduser(spec[4:] if raw else spec), use_ema=not raw)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+      cli.fail(prog, f'cannot load checkpoint {spec}: {e}')
     loaded.append((spec, model))
     tasks_seen.add(config.task)
   if len(tasks_seen) != 1:
