@@ -7,9 +7,10 @@ mask (the masks/ file at the same sorted index modulo their count, resized to th
 mask); a 7×7 Gaussian blur (σ = 2); the complementary pair near = M·sharp + (1−M)·blur,
 far = (1−M)·sharp + M·blur; target = the sharp crop.
 Configs: `x1` (the default, DRPL's one pair per photo), `x8` (8 pairs per photo with different crops and masks,
-for small photo collections) and `x8_defocus` (as x8, but each side's out-of-focus part blurred with its own σ
+for small photo collections), `x8_defocus` (as x8, but each side's out-of-focus part blurred with its own σ
 drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's single blur fuses weaker and
-stronger defocus far worse; measured in the README's "MFF trained from scratch"). Features: image_0 = near,
+stronger defocus far worse; measured in the README's "MFF trained from scratch") and `x8_defocus_strong` (the
+same with σ in 1–6, the range of the blur measured between the sources of real Lytro pairs). Features: image_0 = near,
 image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib
@@ -51,11 +52,12 @@ def pair_name(stem: str, k: int) -> str:
   return stem if k == 0 else f'{stem}-p{k}'
 
 
-def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int = 0, defocus: bool = False) -> dict:
+def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int = 0,
+              defocus: tuple[float, float] | None = None) -> dict:
   """Pair k of the photo at `path` (sorted position `index`); pair 0 is the one-pair-per-photo recipe's.
 
-  `defocus`: blur each side with its own `synth.defocus_sigma` (drawn after the crop and mask, which stay those of
-  the fixed-blur recipe).
+  `defocus`: a σ range; blur each side with its own `synth.defocus_sigma` from it (drawn after the crop and mask,
+  which stay those of the fixed-blur recipe). None: DRPL's fixed blur.
   """
   seed = [SEED, zlib.crc32(path.stem.encode())] + ([k] if k else [])
   rng = np.random.default_rng(seed)
@@ -64,7 +66,7 @@ def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int 
     mask = synth.mask_from_image(common.read_rgb8(masks[(index + k) % len(masks)]), CROP, CROP)
   else:
     mask = synth.random_mask(rng, CROP, CROP)
-  sigmas = (synth.defocus_sigma(rng), synth.defocus_sigma(rng)) if defocus else None
+  sigmas = (synth.defocus_sigma(rng, defocus), synth.defocus_sigma(rng, defocus)) if defocus else None
   near, far = synth.drpl_pair(sharp, mask, sigmas)
   return {'image_0': common.png_bytes(near), 'image_1': common.png_bytes(far),
           'target': common.png_bytes(np.ascontiguousarray(sharp)), 'name': pair_name(path.stem, k)}
@@ -72,7 +74,7 @@ def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int 
 
 class DrplMffConfig(tfds.core.BuilderConfig):
 
-  def __init__(self, *, pairs_per_image: int, defocus: bool = False, **kwargs):
+  def __init__(self, *, pairs_per_image: int, defocus: tuple[float, float] | None = None, **kwargs):
     super().__init__(**kwargs)
     self.pairs_per_image = pairs_per_image
     self.defocus = defocus
@@ -86,8 +88,9 @@ class DrplMff(tfds.core.GeneratorBasedBuilder):
                    '1.1.0': 'Configs x1 (one pair per photo, as 1.0.0) and x8 (8 pairs per photo).'}
   BUILDER_CONFIGS = [DrplMffConfig(name=f'x{n}', pairs_per_image=n, description=f'{n} pair(s) per sharp photo')
                      for n in (1, 8)] + [
-      DrplMffConfig(name='x8_defocus', pairs_per_image=8, defocus=True,
-                    description='8 pairs per sharp photo, each side blurred with its own σ in 0.5–5')]
+      DrplMffConfig(name=name, pairs_per_image=8, defocus=sigmas,
+                    description=f'8 pairs per sharp photo, each side blurred with its own σ in {sigmas[0]:g}–{sigmas[1]:g}')
+      for name, sigmas in (('x8_defocus', synth.DEFOCUS_SIGMAS), ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS))]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put a folder of sharp, all-in-focus photos (e.g. PASCAL VOC 2012 JPEGImages, at least 256×256 each) in
   manual_dir/images (manual_dir = manual_dir/drpl_mff for the pipelines), optionally with binary masks

@@ -15,6 +15,9 @@ from mgdn_jax import image_io
 BLUR_SIZE = 7
 BLUR_SIGMA = 2.0
 DEFOCUS_SIGMAS = (0.5, 5.0)  # range of the varied-defocus blur, drawn log-uniformly
+# The blur between the two sources of real Lytro pairs (`tools/pair_blur.py`) lies mostly in σ 1.7–4.2, where
+# DEFOCUS_SIGMAS puts only a third of its draws.
+STRONG_DEFOCUS_SIGMAS = (1.0, 6.0)
 
 
 def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> np.ndarray:
@@ -27,9 +30,9 @@ def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SI
   return ndimage.convolve1d(out, k.astype(np.float32), axis=1, mode='reflect')
 
 
-def defocus_sigma(rng: np.random.Generator) -> float:
-  """A Gaussian σ drawn log-uniformly from DEFOCUS_SIGMAS: as many weak blurs (hard to tell from sharp) as strong."""
-  lo, hi = np.log(DEFOCUS_SIGMAS[0]), np.log(DEFOCUS_SIGMAS[1])
+def defocus_sigma(rng: np.random.Generator, sigmas: tuple[float, float] = DEFOCUS_SIGMAS) -> float:
+  """A Gaussian σ drawn log-uniformly from the range `sigmas`: as many weak blurs (hard to tell from sharp) as strong."""
+  lo, hi = np.log(sigmas[0]), np.log(sigmas[1])
   return float(np.exp(rng.uniform(lo, hi)))
 
 

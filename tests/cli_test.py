@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOOLS = {'fuse': 'mgdn_jax.fuse', 'evaluate': 'mgdn_jax.evaluate', 'convert': 'mgdn_jax.convert',
          'weights': 'mgdn_jax.weights.__main__', 'prepare': 'data_pipelines.prepare',
          'sharp_photos': 'data_pipelines.sharp_photos', 'fit_check': 'tools.fit_check',
-         'defocus_sweep': 'tools.defocus_sweep'}
+         'defocus_sweep': 'tools.defocus_sweep', 'pair_blur': 'tools.pair_blur'}
 BENCHMARKS = ('aot_tpu', 'compare_official', 'host_memory_bench', 'inference_bench', 'input_bench', 'metrics_bench',
               'model_bench', 'pff_kernels_tpu', 'roofline', 'train_bench')
 TOOLS.update({name: f'benchmarks.{name}' for name in BENCHMARKS})
@@ -50,7 +50,8 @@ BAD_VALUES = [('host_memory_bench', '--gaps=1,x', 'flag --gaps=1,x: every item m
               ('aot_tpu', '--tasks=mff,sr', "flag --tasks=mff,sr: unknown 'sr'"),
               ('aot_tpu', '--batch_per_chip=1,x', 'flag --batch_per_chip=1,x: every item must be an integer'),
               ('aot_tpu', '--image=1000', 'flag --image=1000: must be HxW'),
-              ('defocus_sweep', '--sigmas=1,0', 'flag --sigmas=1,0: every item must be >= 0.1')]
+              ('defocus_sweep', '--sigmas=1,0', 'flag --sigmas=1,0: every item must be >= 0.1'),
+              ('pair_blur', '--tile=4', 'flag --tile=4: 4 is not integer >= 8')]
 
 
 @pytest.mark.parametrize('prog, flag, message', BAD_VALUES)

@@ -89,31 +89,36 @@ def test_pairs_per_image_config(tmp_path):
   assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
 
 
-def test_defocus_config_varies_each_sides_blur(tmp_path):
+@pytest.mark.parametrize('config, sigma_range', [('x8_defocus', synth.DEFOCUS_SIGMAS),
+                                                 ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS)])
+def test_defocus_config_varies_each_sides_blur(tmp_path, config, sigma_range):
   write_images(tmp_path / 'manual' / 'drpl_mff' / 'images', 2)
   fixed = {e['name'].decode(): e for e in loader.prepare(
       'drpl_mff/x8', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'a').as_data_source('train')}
   varied = {e['name'].decode(): e for e in loader.prepare(
-      'drpl_mff/x8_defocus', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'b').as_data_source('train')}
+      f'drpl_mff/{config}', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'b').as_data_source('train')}
   assert sorted(varied) == sorted(fixed)
-  errors = []
+  errors, best = [], []
   for name, e in varied.items():
     np.testing.assert_array_equal(e['target'], fixed[name]['target'])  # the same crops and masks as x8
     sharp = [np.all(e[k] == e['target'], axis=-1) for k in ('image_0', 'image_1')]
     np.testing.assert_array_equal(sharp[0], np.all(fixed[name]['image_0'] == e['target'], axis=-1))
     for k, in_focus in zip(('image_0', 'image_1'), sharp):
-      # the blurred part is a Gaussian blur of the target with some σ in the range, and not DRPL's σ = 2
-      sigmas = np.geomspace(*synth.DEFOCUS_SIGMAS, 46)
+      # the blurred part is a Gaussian blur of the target with a σ in this config's range, and not DRPL's σ = 2
+      sigmas = np.geomspace(0.3, 8, 60)
       fits = [np.abs(synth.defocus_blur(e['target'], s)[~in_focus] - e[k][~in_focus]).max() for s in sigmas]
       errors.append(min(fits))
+      best.append(sigmas[np.argmin(fits)])
       assert min(fits) < 12 and not np.array_equal(e[k], fixed[name][k])
   assert np.median(errors) < 3
+  assert sigma_range[0] / 1.15 < min(best) and max(best) < sigma_range[1] * 1.15, (min(best), max(best))
 
 
-def test_defocus_sigma_range_and_kernel():
-  sigmas = np.array([synth.defocus_sigma(np.random.default_rng(i)) for i in range(400)])
-  lo, hi = synth.DEFOCUS_SIGMAS
-  assert sigmas.min() >= lo and sigmas.max() <= hi
+@pytest.mark.parametrize('sigma_range', [synth.DEFOCUS_SIGMAS, synth.STRONG_DEFOCUS_SIGMAS])
+def test_defocus_sigma_range_and_kernel(sigma_range):
+  sigmas = np.array([synth.defocus_sigma(np.random.default_rng(i), sigma_range) for i in range(400)])
+  lo, hi = sigma_range
+  assert sigmas.min() >= lo and sigmas.max() <= hi and sigmas.max() > 0.9 * hi and sigmas.min() < 1.1 * lo
   assert 0.35 < np.mean(sigmas < np.sqrt(lo * hi)) < 0.65  # log-uniform: half below the geometric mean
   impulse = np.zeros((41, 41, 1), np.uint8)
   impulse[20, 20] = 255
