@@ -29,6 +29,17 @@ def test_carried_scalars_are_read_and_plotted(tmp_path, capsys):
   assert out.read_bytes() == before
 
 
+def test_a_later_stage_is_drawn_from_its_start_step(tmp_path):
+  a = _run(tmp_path, 'a', {'eval/lytro/Qabf': [[0, 0.5], [250, 0.6]]})
+  assert training_curves.parse_run(f'S2={a}@8100') == ('S2', a, 8100)
+  assert training_curves.parse_run(f'S2={a}') == ('S2', a, 0)
+  assert training_curves.parse_run('x=/data/run@v2') == ('x', training_curves.pathlib.Path('/data/run@v2'), 0)
+  shifted = training_curves.shifted(training_curves.read_scalars(a), 8100)
+  assert shifted == {'eval/lytro/Qabf': [(8100, 0.5), (8350, 0.6)]}
+  with pytest.raises(ValueError, match='expected NAME=WORKDIR'):
+    training_curves.parse_run(str(a))
+
+
 def test_missing_run_and_tag_are_one_line_errors(tmp_path):
   a = _run(tmp_path, 'a', {'train/loss': [[50, 0.2]]})
   with pytest.raises(SystemExit, match=r'no run has eval/x \(tags: train/loss\)'):

@@ -3,6 +3,9 @@
   python tools/training_curves.py --run=with_MI=/tmp/mff --run=without_MI=/tmp/mff_nomi \
       --metrics=eval/lytro/gray/Qabf,train/loss --out=docs/figures/mff_training.png
 
+A run that continues another from its weights (a later training stage, whose steps count from 0 again) is drawn
+where it continues: `--run=NAME=WORKDIR@STEP` adds STEP to its steps.
+
 Reads the event files that `main.py` writes in a workdir (any `events.out.tfevents.*` below it) and a carried
 `scalars.json` (as in `runs/`). Evaluation tags (`eval/…`) are never smoothed. Refuses to replace an existing PNG.
 Needs matplotlib (`pip install matplotlib`; it is not a runtime dependency).
@@ -48,6 +51,21 @@ def read_scalars(workdir: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   return {tag: sorted(points.items()) for tag, points in out.items()}
 
 
+def parse_run(spec: str) -> tuple[str, pathlib.Path, int]:
+  """`NAME=WORKDIR[@STEP]` → (NAME, WORKDIR, STEP or 0); ValueError when it has no NAME=."""
+  name, sep, workdir = spec.partition('=')
+  if not sep or not name or not workdir:
+    raise ValueError(f'--run={spec}: expected NAME=WORKDIR or NAME=WORKDIR@STEP')
+  path, at, offset = workdir.rpartition('@')
+  if at and offset.isdigit():
+    return name, pathlib.Path(path).expanduser(), int(offset)
+  return name, pathlib.Path(workdir).expanduser(), 0
+
+
+def shifted(scalars: dict[str, list[tuple[int, float]]], offset: int) -> dict[str, list[tuple[int, float]]]:
+  return {tag: [(step + offset, value) for step, value in points] for tag, points in scalars.items()}
+
+
 def plot(runs: dict[str, dict], metrics: list[str], out: pathlib.Path, smooth: int = 1) -> None:
   """One panel per metric; `smooth` > 1 averages each curve over that many consecutive points."""
   import matplotlib
@@ -78,7 +96,8 @@ PROG = 'training_curves'
 
 def define_flags(f) -> None:
   from absl import flags
-  flags.DEFINE_multi_string('run', None, 'NAME=WORKDIR (repeatable)', required=True, flag_values=f)
+  flags.DEFINE_multi_string('run', None, 'NAME=WORKDIR or NAME=WORKDIR@STEP (drawn from STEP on; repeatable)',
+                            required=True, flag_values=f)
   flags.DEFINE_list('metrics', None, 'comma-separated tags, e.g. eval/lytro/gray/Qabf,train/loss', required=True,
                     flag_values=f)
   flags.DEFINE_string('out', None, 'PNG to write (refuses to replace an existing file)', required=True, flag_values=f)
@@ -94,11 +113,12 @@ def main(argv=None) -> None:
     cli.fail(PROG, f'{out} exists: choose another --out')
   runs = {}
   for spec in args.run:
-    name, sep, workdir = spec.partition('=')
-    if not sep:
-      cli.usage_error(PROG, f'--run={spec}: expected NAME=WORKDIR')
     try:
-      runs[name] = read_scalars(pathlib.Path(workdir).expanduser())
+      name, workdir, offset = parse_run(spec)
+    except ValueError as e:
+      cli.usage_error(PROG, e)
+    try:
+      runs[name] = shifted(read_scalars(workdir), offset)
     except FileNotFoundError as e:
       cli.fail(PROG, e)
   metrics = args.metrics
