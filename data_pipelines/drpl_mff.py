@@ -9,8 +9,10 @@ far = (1−M)·sharp + M·blur; target = the sharp crop.
 Configs: `x1` (the default, DRPL's one pair per photo), `x8` (8 pairs per photo with different crops and masks,
 for small photo collections), `x8_defocus` (as x8, but each side's out-of-focus part blurred with its own σ
 drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's single blur fuses weaker and
-stronger defocus far worse; measured in the README's "MFF trained from scratch") and `x8_defocus_strong` (the
-same with σ in 1–6, the range of the blur measured between the sources of real Lytro pairs). Features: image_0 = near,
+stronger defocus far worse; measured in the README's "MFF trained from scratch"), `x8_defocus_strong` (the
+same with σ in 1–6, the range of the blur measured between the sources of real Lytro pairs) and
+`x8_defocus_overlap` (x8_defocus_strong with a smooth region of up to 30 % left sharp in both sources, as where
+real depths of field overlap: without it a model learns to sharpen what both sources show alike). Features: image_0 = near,
 image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib
@@ -53,11 +55,12 @@ def pair_name(stem: str, k: int) -> str:
 
 
 def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int = 0,
-              defocus: tuple[float, float] | None = None) -> dict:
+              defocus: tuple[float, float] | None = None, overlap: bool = False) -> dict:
   """Pair k of the photo at `path` (sorted position `index`); pair 0 is the one-pair-per-photo recipe's.
 
   `defocus`: a σ range; blur each side with its own `synth.defocus_sigma` from it (drawn after the crop and mask,
-  which stay those of the fixed-blur recipe). None: DRPL's fixed blur.
+  which stay those of the fixed-blur recipe). None: DRPL's fixed blur. `overlap`: also leave a
+  `synth.overlap_mask` region sharp in both (drawn after the σ, which stay those without it).
   """
   seed = [SEED, zlib.crc32(path.stem.encode())] + ([k] if k else [])
   rng = np.random.default_rng(seed)
@@ -67,17 +70,20 @@ def make_pair(path: pathlib.Path, index: int, masks: list[pathlib.Path], k: int 
   else:
     mask = synth.random_mask(rng, CROP, CROP)
   sigmas = (synth.defocus_sigma(rng, defocus), synth.defocus_sigma(rng, defocus)) if defocus else None
-  near, far = synth.drpl_pair(sharp, mask, sigmas)
+  both = synth.overlap_mask(rng, CROP, CROP) if overlap else None
+  near, far = synth.drpl_pair(sharp, mask, sigmas, both)
   return {'image_0': common.png_bytes(near), 'image_1': common.png_bytes(far),
           'target': common.png_bytes(np.ascontiguousarray(sharp)), 'name': pair_name(path.stem, k)}
 
 
 class DrplMffConfig(tfds.core.BuilderConfig):
 
-  def __init__(self, *, pairs_per_image: int, defocus: tuple[float, float] | None = None, **kwargs):
+  def __init__(self, *, pairs_per_image: int, defocus: tuple[float, float] | None = None, overlap: bool = False,
+               **kwargs):
     super().__init__(**kwargs)
     self.pairs_per_image = pairs_per_image
     self.defocus = defocus
+    self.overlap = overlap
 
 
 class DrplMff(tfds.core.GeneratorBasedBuilder):
@@ -90,7 +96,9 @@ class DrplMff(tfds.core.GeneratorBasedBuilder):
                      for n in (1, 8)] + [
       DrplMffConfig(name=name, pairs_per_image=8, defocus=sigmas,
                     description=f'8 pairs per sharp photo, each side blurred with its own σ in {sigmas[0]:g}–{sigmas[1]:g}')
-      for name, sigmas in (('x8_defocus', synth.DEFOCUS_SIGMAS), ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS))]
+      for name, sigmas in (('x8_defocus', synth.DEFOCUS_SIGMAS), ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS))
+  ] + [DrplMffConfig(name='x8_defocus_overlap', pairs_per_image=8, defocus=synth.STRONG_DEFOCUS_SIGMAS, overlap=True,
+                     description=f'x8_defocus_strong with up to {synth.OVERLAP_MAX:.0%} of each pair sharp in both')]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put a folder of sharp, all-in-focus photos (e.g. PASCAL VOC 2012 JPEGImages, at least 256×256 each) in
   manual_dir/images (manual_dir = manual_dir/drpl_mff for the pipelines), optionally with binary masks
@@ -114,4 +122,5 @@ class DrplMff(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images, masks):
     for index, path in enumerate(images):
       for k in range(self.builder_config.pairs_per_image):
-        yield pair_name(path.stem, k), make_pair(path, index, masks, k, self.builder_config.defocus)
+        yield pair_name(path.stem, k), make_pair(path, index, masks, k, self.builder_config.defocus,
+                                                 self.builder_config.overlap)

@@ -18,6 +18,7 @@ DEFOCUS_SIGMAS = (0.5, 5.0)  # range of the varied-defocus blur, drawn log-unifo
 # The blur between the two sources of real Lytro pairs (`tools/pair_blur.py`) lies mostly in σ 1.7–4.2, where
 # DEFOCUS_SIGMAS puts only a third of its draws.
 STRONG_DEFOCUS_SIGMAS = (1.0, 6.0)
+OVERLAP_MAX = 0.3  # the largest share of a pair left sharp in both sources
 
 
 def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> np.ndarray:
@@ -41,15 +42,31 @@ def defocus_blur(img: np.ndarray, sigma: float) -> np.ndarray:
   return gaussian_blur(img, size=2 * int(np.ceil(3 * sigma)) + 1, sigma=sigma)
 
 
+def _smooth_field(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+  """(H, W) float32 noise with ~32-pixel blobs: thresholds of it are smooth region shapes."""
+  coarse = rng.standard_normal((max(2, h // 32), max(2, w // 32))).astype(np.float32)
+  return np.asarray(Image.fromarray(coarse, mode='F').resize((w, h), Image.BICUBIC))
+
+
 def random_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
   """A binary focus mask of smooth blobs (bool (H, W)); covers 30–70 % of the image, never all or nothing."""
-  coarse = rng.standard_normal((max(2, h // 32), max(2, w // 32))).astype(np.float32)
-  field = np.asarray(Image.fromarray(coarse, mode='F').resize((w, h), Image.BICUBIC))
+  field = _smooth_field(rng, h, w)
   mask = field > np.quantile(field, rng.uniform(0.3, 0.7))
   if mask.all() or not mask.any():  # Degenerate only for tiny sizes: fall back to a half split.
     mask = np.zeros((h, w), bool)
     mask[:, : w // 2] = True
   return mask
+
+
+def overlap_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+  """Where both sources are in focus (bool (H, W)): smooth blobs over 0–OVERLAP_MAX of the image.
+
+  Real focal pairs have parts sharp in both (the two depths of field overlap) or alike in both; a model whose every
+  training pixel is sharp in exactly one source learns to sharpen what both show alike (`tools/pair_blur.py`'s
+  README measurements).
+  """
+  field = _smooth_field(rng, h, w)
+  return field > np.quantile(field, 1 - rng.uniform(0, OVERLAP_MAX))
 
 
 def mask_from_image(mask_img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -67,20 +84,22 @@ def random_crop(rng: np.random.Generator, img: np.ndarray, h: int, w: int) -> np
   return img[y:y + h, x:x + w]
 
 
-def drpl_pair(sharp: np.ndarray, mask: np.ndarray, sigmas: tuple[float, float] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+def drpl_pair(sharp: np.ndarray, mask: np.ndarray, sigmas: tuple[float, float] | None = None,
+              both: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Complementary (near, far) uint8 pair from a sharp uint8 (H, W, 3) image and a bool (H, W) mask.
 
   `sigmas` = (σ of near's background, σ of far's foreground) for `defocus_blur`; None is DRPL's 7×7, σ = 2 on both.
+  `both`: a bool (H, W) region left sharp in both sources (`overlap_mask`); None: none.
   """
   if sigmas is None:
     blur_near = blur_far = gaussian_blur(sharp)
   else:
     blur_near, blur_far = (defocus_blur(sharp, sigma) for sigma in sigmas)
-  m = mask[..., None].astype(np.float32)
+  near_sharp, far_sharp = (mask, ~mask) if both is None else (mask | both, ~mask | both)
+  m_near, m_far = (x[..., None].astype(np.float32) for x in (near_sharp, far_sharp))
   s = sharp.astype(np.float32)
-  near = m * s + (1 - m) * blur_near
-  far = (1 - m) * s + m * blur_far
+  near = m_near * s + (1 - m_near) * blur_near
+  far = m_far * s + (1 - m_far) * blur_far
   to8 = lambda a: np.clip(np.round(a), 0, 255).astype(np.uint8)
   return to8(near), to8(far)
 

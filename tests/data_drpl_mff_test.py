@@ -114,6 +114,41 @@ def test_defocus_config_varies_each_sides_blur(tmp_path, config, sigma_range):
   assert sigma_range[0] / 1.15 < min(best) and max(best) < sigma_range[1] * 1.15, (min(best), max(best))
 
 
+def test_overlap_config_leaves_a_region_sharp_in_both(tmp_path):
+  write_images(tmp_path / 'manual' / 'drpl_mff' / 'images', 2)
+  strong = {e['name'].decode(): e for e in loader.prepare(
+      'drpl_mff/x8_defocus_strong', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'a').as_data_source('train')}
+  overlap = {e['name'].decode(): e for e in loader.prepare(
+      'drpl_mff/x8_defocus_overlap', manual_dir=tmp_path / 'manual', data_dir=tmp_path / 'b').as_data_source('train')}
+  assert sorted(overlap) == sorted(strong)
+  shares = []
+  for name, e in overlap.items():
+    np.testing.assert_array_equal(e['target'], strong[name]['target'])
+    sharp = [np.all(e[k] == e['target'], axis=-1) for k in ('image_0', 'image_1')]
+    was = [np.all(strong[name][k] == e['target'], axis=-1) for k in ('image_0', 'image_1')]
+    both = sharp[0] & sharp[1]
+    shares.append(both.mean() - (was[0] & was[1]).mean())  # beyond pixels a blur leaves unchanged by chance
+    for k, s, w in zip(('image_0', 'image_1'), sharp, was):
+      assert np.all(s >= w)  # only sharper: the same mask and σ, plus the overlap
+      np.testing.assert_array_equal(e[k][~s], strong[name][k][~s])
+  shares = np.array(shares)
+  assert shares.max() <= synth.OVERLAP_MAX + 0.02 and np.median(shares) > 0.05 and shares.min() >= 0
+
+
+def test_drpl_pair_without_overlap_is_unchanged():
+  rng = np.random.default_rng(0)
+  sharp = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+  mask = synth.random_mask(rng, 64, 64)
+  none = np.zeros((64, 64), bool)
+  for sigmas in (None, (1.0, 3.0)):
+    for a, b in zip(synth.drpl_pair(sharp, mask, sigmas), synth.drpl_pair(sharp, mask, sigmas, none)):
+      np.testing.assert_array_equal(a, b)
+  both = synth.overlap_mask(rng, 64, 64)
+  near, far = synth.drpl_pair(sharp, mask, (1.0, 3.0), both)
+  assert 0 < both.mean() <= synth.OVERLAP_MAX
+  np.testing.assert_array_equal(near[both], sharp[both]), np.testing.assert_array_equal(far[both], sharp[both])
+
+
 @pytest.mark.parametrize('sigma_range', [synth.DEFOCUS_SIGMAS, synth.STRONG_DEFOCUS_SIGMAS])
 def test_defocus_sigma_range_and_kernel(sigma_range):
   sigmas = np.array([synth.defocus_sigma(np.random.default_rng(i), sigma_range) for i in range(400)])
