@@ -12,8 +12,8 @@ drawn log-uniformly from 0.5–5 with a ±3σ kernel: a model trained on DRPL's 
 stronger defocus far worse; measured in the README's "MFF trained from scratch"), `x8_defocus_strong` (the
 same with σ in 1–6, the range of the blur measured between the sources of real Lytro pairs) and
 `x8_defocus_overlap` (x8_defocus_strong with a smooth region of up to 30 % left sharp in both sources, as where
-real depths of field overlap: without it a model learns to sharpen what both sources show alike). Features: image_0 = near,
-image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
+real depths of field overlap: without it a model learns to sharpen what both sources show alike).
+Features: image_0 = near, image_1 = far, target (uint8 RGB), name = the image file stem (`<stem>-p<k>` for pairs k ≥ 1).
 """
 import pathlib
 import zlib
@@ -92,13 +92,14 @@ class DrplMff(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {'1.0.0': f'Initial release: {CROP}² crops, 7×7 Gaussian blur, seed {SEED}.',
                    '1.1.0': 'Configs x1 (one pair per photo, as 1.0.0) and x8 (8 pairs per photo).'}
-  BUILDER_CONFIGS = [DrplMffConfig(name=f'x{n}', pairs_per_image=n, description=f'{n} pair(s) per sharp photo')
-                     for n in (1, 8)] + [
-      DrplMffConfig(name=name, pairs_per_image=8, defocus=sigmas,
-                    description=f'8 pairs per sharp photo, each side blurred with its own σ in {sigmas[0]:g}–{sigmas[1]:g}')
-      for name, sigmas in (('x8_defocus', synth.DEFOCUS_SIGMAS), ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS))
-  ] + [DrplMffConfig(name='x8_defocus_overlap', pairs_per_image=8, defocus=synth.STRONG_DEFOCUS_SIGMAS, overlap=True,
-                     description=f'x8_defocus_strong with up to {synth.OVERLAP_MAX:.0%} of each pair sharp in both')]
+  BUILDER_CONFIGS = [
+      *(DrplMffConfig(name=f'x{n}', pairs_per_image=n, description=f'{n} pair(s) per sharp photo') for n in (1, 8)),
+      *(DrplMffConfig(name=name, pairs_per_image=8, defocus=(lo, hi),
+                      description=f'8 pairs per sharp photo, each side blurred with its own σ in {lo:g}–{hi:g}')
+        for name, (lo, hi) in (('x8_defocus', synth.DEFOCUS_SIGMAS),
+                               ('x8_defocus_strong', synth.STRONG_DEFOCUS_SIGMAS))),
+      DrplMffConfig(name='x8_defocus_overlap', pairs_per_image=8, defocus=synth.STRONG_DEFOCUS_SIGMAS, overlap=True,
+                    description=f'x8_defocus_strong with up to {synth.OVERLAP_MAX:.0%} of each pair sharp in both')]
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put a folder of sharp, all-in-focus photos (e.g. PASCAL VOC 2012 JPEGImages, at least 256×256 each) in
   manual_dir/images (manual_dir = manual_dir/drpl_mff for the pipelines), optionally with binary masks

@@ -32,7 +32,8 @@ def gaussian_blur(img: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SI
 
 
 def defocus_sigma(rng: np.random.Generator, sigmas: tuple[float, float] = DEFOCUS_SIGMAS) -> float:
-  """A Gaussian σ drawn log-uniformly from the range `sigmas`: as many weak blurs (hard to tell from sharp) as strong."""
+  """A Gaussian σ drawn log-uniformly from the range `sigmas`: as many weak blurs (hard to tell from sharp) as
+  strong."""
   lo, hi = np.log(sigmas[0]), np.log(sigmas[1])
   return float(np.exp(rng.uniform(lo, hi)))
 

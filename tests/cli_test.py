@@ -50,7 +50,7 @@ BAD_VALUES = [('host_memory_bench', '--gaps=1,x', 'flag --gaps=1,x: every item m
               ('aot_tpu', '--tasks=mff,sr', "flag --tasks=mff,sr: unknown 'sr'"),
               ('aot_tpu', '--batch_per_chip=1,x', 'flag --batch_per_chip=1,x: every item must be an integer'),
               ('aot_tpu', '--image=1000', 'flag --image=1000: must be HxW'),
-              ('defocus_sweep', '--sigmas=1,0', 'flag --sigmas=1,0: every item must be >= 0.1'),
+              ('defocus_sweep', '--sigmas=1,-1', 'flag --sigmas=1,-1: every item must be >= 0'),
               ('pair_blur', '--tile=4', 'flag --tile=4: 4 is not integer >= 8')]
 
 

@@ -146,7 +146,8 @@ def test_drpl_pair_without_overlap_is_unchanged():
   both = synth.overlap_mask(rng, 64, 64)
   near, far = synth.drpl_pair(sharp, mask, (1.0, 3.0), both)
   assert 0 < both.mean() <= synth.OVERLAP_MAX
-  np.testing.assert_array_equal(near[both], sharp[both]), np.testing.assert_array_equal(far[both], sharp[both])
+  for side in (near, far):
+    np.testing.assert_array_equal(side[both], sharp[both])
 
 
 @pytest.mark.parametrize('sigma_range', [synth.DEFOCUS_SIGMAS, synth.STRONG_DEFOCUS_SIGMAS])

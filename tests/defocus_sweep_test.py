@@ -26,6 +26,10 @@ def test_pairs_keep_crop_and_mask_across_sigmas(tmp_path):
     err = lambda b: np.abs(b[k] - b['target'])[~in_focus].mean()
     assert err(strong) > err(weak) > 0
   assert np.all(np.all(weak['stream_0'] == weak['target'], -1) | np.all(weak['stream_1'] == weak['target'], -1))
+  none = defocus_sweep.pairs(photos, 0.0, 64)  # σ = 0: both sources are the sharp crop itself
+  np.testing.assert_array_equal(none['target'], weak['target'])
+  for k in ('stream_0', 'stream_1'):
+    np.testing.assert_array_equal(none[k], none['target'])
 
 
 def test_sweep_scores_each_fuser_per_sigma(tmp_path):

@@ -9,6 +9,8 @@ Real focal stacks are blurred by many amounts; the DRPL recipe blurs with one (7
 pair: a seeded random `--patch`² crop and smooth-blob focus mask (`data_pipelines.synth`), the same at every σ, with
 the out-of-focus part of both sides blurred with the row's σ (±3σ kernel). The average of the two sources is
 printed beside as the trivial baseline: where the blur is too weak to matter, it is what a model should match.
+σ = 0 gives both sources the sharp photo itself: a fuser should return it unchanged, and one that sharpens what
+both sources show alike scores low there.
 `--checkpoint` takes anything `fuse` takes ([raw:] as in fit_check.py) and may repeat.
 """
 import os
@@ -17,7 +19,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the repo, when run as a script
 
-SIGMAS = (0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+SIGMAS = (0.0, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 SEED = 7
 
 
@@ -47,7 +49,8 @@ def pairs(photos: list[pathlib.Path], sigma: float, patch: int) -> dict:
       raise common.DataError(f'{path}: {photo.shape[0]}x{photo.shape[1]} is smaller than --patch={patch}')
     rng = np.random.default_rng([SEED, i])
     crop = synth.random_crop(rng, photo, patch, patch)
-    a, b = synth.drpl_pair(crop, synth.random_mask(rng, patch, patch), (sigma, sigma))
+    mask = synth.random_mask(rng, patch, patch)
+    a, b = (crop, crop) if sigma == 0 else synth.drpl_pair(crop, mask, (sigma, sigma))
     near.append(a), far.append(b), sharp.append(crop)
   return {k: np.stack(v).astype(np.float32) / 255 for k, v in
           (('stream_0', near), ('stream_1', far), ('target', sharp))}
@@ -74,7 +77,8 @@ def define_flags(f) -> None:
   flags.DEFINE_multi_string('photos', None, 'folder of sharp photos (repeatable)', required=True, flag_values=f)
   flags.DEFINE_multi_string('checkpoint', None, '[raw:]weights file, short name, exported model or workdir of an '
                             'MFF model (repeatable)', required=True, flag_values=f)
-  flag_types.define_list('sigmas', ','.join(map(str, SIGMAS)), 'blur σ of the rows', f, item=float, lower_bound=0.1)
+  flag_types.define_list('sigmas', ','.join(map(str, SIGMAS)), 'blur σ of the rows (0: no blur)', f, item=float,
+                          lower_bound=0)
   flags.DEFINE_integer('per_folder', 24, 'photos taken from each folder, evenly spaced', lower_bound=1,
                        flag_values=f)
   flags.DEFINE_integer('patch', 128, 'side of the crop', lower_bound=16, flag_values=f)

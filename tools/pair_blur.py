@@ -143,8 +143,8 @@ def main(argv=None) -> None:
   s = np.array([t.sigma for t in fits])
   print(f'all: {len(fits)} tiles; Gaussian σ at percentiles {PERCENTILES}: '
         + ' / '.join(f'{v:.2f}' for v in np.percentile(s, PERCENTILES)))
-  print(f'  σ < 1: {np.mean(s < 1):.0%}, 1–2: {np.mean((s >= 1) & (s < 2)):.0%}, 2–4: {np.mean((s >= 2) & (s < 4)):.0%}'
-        f', ≥ 4: {np.mean(s >= 4):.0%}')
+  share = lambda lo, hi: f'{np.mean((s >= lo) & (s < hi)):.0%}'
+  print(f'  σ < 1: {share(0, 1)}, 1–2: {share(1, 2)}, 2–4: {share(2, 4)}, ≥ 4: {share(4, np.inf)}')
   better = np.mean([t.gaussian_mse < t.disk_mse for t in fits])
   print(f'  a Gaussian fits better than a disk in {better:.0%} of the tiles')
 
