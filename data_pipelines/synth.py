@@ -15,8 +15,8 @@ from mgdn_jax import image_io
 BLUR_SIZE = 7
 BLUR_SIGMA = 2.0
 DEFOCUS_SIGMAS = (0.5, 5.0)  # range of the varied-defocus blur, drawn log-uniformly
-# The blur between the two sources of real Lytro pairs (`tools/pair_blur.py`) lies mostly in σ 1.7–4.2, where
-# DEFOCUS_SIGMAS puts only a third of its draws.
+# The blur between the two sources of real Lytro pairs (`tools/pair_blur.py`) lies mostly in σ 1.5–4.4 (10th–90th
+# percentile), where DEFOCUS_SIGMAS puts under half of its draws.
 STRONG_DEFOCUS_SIGMAS = (1.0, 6.0)
 OVERLAP_MAX = 0.3  # the largest share of a pair left sharp in both sources
 
@@ -63,8 +63,8 @@ def overlap_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
   """Where both sources are in focus (bool (H, W)): smooth blobs over 0–OVERLAP_MAX of the image.
 
   Real focal pairs have parts sharp in both (the two depths of field overlap) or alike in both; a model whose every
-  training pixel is sharp in exactly one source learns to sharpen what both show alike (`tools/pair_blur.py`'s
-  README measurements).
+  training pixel is sharp in exactly one source learns to sharpen what both show alike (`tools/defocus_sweep.py
+  --sigmas=0`).
   """
   field = _smooth_field(rng, h, w)
   return field > np.quantile(field, 1 - rng.uniform(0, OVERLAP_MAX))
