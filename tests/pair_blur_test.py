@@ -59,18 +59,18 @@ def _pair_dir(root, names=('p1',), b_names=None, b_size=(64, 64)):
 
 
 def test_bad_folders_are_one_line_errors_naming_the_file(tmp_path):
-  with pytest.raises(common.DataError, match='missing'):
+  with pytest.raises(common.DataError, match='unmatched pair'):
     pair_blur.scan(_pair_dir(tmp_path / 'a', b_names=()), 32)
   with pytest.raises(common.DataError, match='64x64'):
     pair_blur.scan(_pair_dir(tmp_path / 'b', b_size=(32, 64)), 32)
   (tmp_path / 'c' / 'A').mkdir(parents=True)
   (tmp_path / 'c' / 'B').mkdir()
-  with pytest.raises(common.DataError, match='no images'):
+  with pytest.raises(common.DataError, match='no image pairs'):
     pair_blur.scan(tmp_path / 'c', 32)
   with pytest.raises(SystemExit) as e:
     pair_blur.main([f'--sources_dir={tmp_path / "a"}'])
   a, b = tmp_path / 'a' / 'A' / 'p1.png', tmp_path / 'a' / 'B' / 'p1.png'
-  assert str(e.value) == f'pair_blur: error: {b}: missing (the pair of {a})'
+  assert str(e.value) == f'pair_blur: error: {a}: unmatched pair (no p1.* in {b.parent})'
 
 
 def test_the_summary_of_a_blurred_pair(tmp_path, capsys):

@@ -49,8 +49,7 @@ def pairs(photos: list[pathlib.Path], sigma: float, patch: int) -> dict:
       raise common.DataError(f'{path}: {photo.shape[0]}x{photo.shape[1]} is smaller than --patch={patch}')
     rng = np.random.default_rng([SEED, i])
     crop = synth.random_crop(rng, photo, patch, patch)
-    mask = synth.random_mask(rng, patch, patch)
-    a, b = (crop, crop) if sigma == 0 else synth.drpl_pair(crop, mask, (sigma, sigma))
+    a, b = (crop, crop) if sigma == 0 else synth.drpl_pair(crop, synth.random_mask(rng, patch, patch), (sigma, sigma))
     near.append(a), far.append(b), sharp.append(crop)
   return {k: np.stack(v).astype(np.float32) / 255 for k, v in
           (('stream_0', near), ('stream_1', far), ('target', sharp))}

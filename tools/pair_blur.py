@@ -4,12 +4,12 @@ that best turns one source into the other.
   python tools/pair_blur.py --sources_dir=../shared/data/lytro
 
 Synthetic training pairs must cover the defocus a model meets; this measures it on real pairs (`A/` and `B/` with
-the same file names, as `evaluate --sources_dir` reads them). Each pair is cut into `--tile`² tiles in gray; in a
-tile where one source is sharp, the other is close to a blur of it. For every σ of a log grid and both directions
-the tool fits other ≈ gain · G_σ(sharp) + offset by least squares (the sources may differ in exposure) and keeps the
-best σ. A tile counts when some blur explains it at least 4× better than no blur (flat tiles, occlusion edges and
-in-focus-in-both tiles do not), and a pillbox (disk) kernel of the best radius is fitted beside the Gaussian, since
-real lens blur lies between the two.
+the same file names, or `<scene>-A`/`-B` files: `data_pipelines.paired.scan_pairs`). Each pair is cut into `--tile`²
+tiles in gray; in a tile where one source is sharp, the other is close to a blur of it. For every σ of a log grid
+and both directions the tool fits other ≈ gain · G_σ(sharp) + offset by least squares (the sources may differ in
+exposure) and keeps the best σ. A tile counts when some blur explains it at least 4× better than no blur (flat
+tiles, occlusion edges and in-focus-in-both tiles do not), and a pillbox (disk) kernel of the best radius is fitted
+beside the Gaussian, since real lens blur lies between the two.
 """
 import dataclasses
 import pathlib
@@ -95,22 +95,15 @@ def _gray(path: pathlib.Path):
 
 
 def scan(sources_dir: pathlib.Path, tile: int) -> dict[str, list[TileBlur]]:
-  """{pair name: its explained tiles} for `sources_dir`/A and /B."""
+  """{pair name: its explained tiles} for the pairs of `sources_dir` (A/ + B/, or <scene>-A/-B files)."""
   from data_pipelines import common
-  a_dir = common.require_dir(sources_dir / 'A', 'folder of first sources')
-  b_dir = common.require_dir(sources_dir / 'B', 'folder of second sources')
-  paths = common.list_images(a_dir)
-  if not paths:
-    raise common.DataError(f'{a_dir}: no images (.jpg/.png/...)')
+  from data_pipelines import paired
   out = {}
-  for path in paths:
-    other = b_dir / path.name
-    if not other.is_file():
-      raise common.DataError(f'{other}: missing (the pair of {path})')
+  for name, (path, other) in paired.scan_pairs(sources_dir, 'folder of real multi-focus pairs'):
     a, b = _gray(path), _gray(other)
     if a.shape != b.shape:
       raise common.DataError(f'{other}: {b.shape[0]}x{b.shape[1]}, but {path} is {a.shape[0]}x{a.shape[1]}')
-    out[path.stem] = estimate(a, b, tile)
+    out[name] = estimate(a, b, tile)
   return out
 
 
